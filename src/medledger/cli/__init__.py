@@ -1,0 +1,1 @@
+"""The `medledger` command line: thin handlers over the SDK and the node."""

@@ -1,0 +1,29 @@
+"""SHA-256 hashing, plain and domain-separated.
+
+A tagged hash binds the purpose of a digest into it, so a transaction id can never be
+mistaken for a block hash even if their payload bytes were equal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+Hash32 = bytes
+"""A 32-byte SHA-256 digest."""
+
+HASH_SIZE = 32
+
+
+def sha256(data: bytes) -> Hash32:
+    """Plain SHA-256 of `data`."""
+    return hashlib.sha256(data).digest()
+
+
+def tagged_hash(tag: str, data: bytes) -> Hash32:
+    """SHA-256 over a length-prefixed domain tag followed by `data`."""
+    tag_bytes = tag.encode("ascii")
+    return hashlib.sha256(len(tag_bytes).to_bytes(1, "big") + tag_bytes + data).digest()
+
+
+ZERO_HASH: Hash32 = bytes(HASH_SIZE)
+"""The 'no predecessor' hash: previous hash of the genesis block, state root before it."""

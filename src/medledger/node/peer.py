@@ -1,0 +1,282 @@
+"""A peer: one organisation's copy of the ledger, fed by the orderer, attesting what it commits.
+
+The peer pulls batch n from the orderer, executes it into block n, commits block, receipts,
+state and its own attestation in one store transaction, then publishes the attestation to
+the other organisations. Clients wait on a peer for their transaction's receipt.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medledger.contracts.framework import ContractRegistry
+from medledger.contracts.identity import IdentityResolver
+from medledger.core.hashing import Hash32
+from medledger.core.identity import MemberIdentity
+from medledger.ledger.attestations import BlockAttestation, attest
+from medledger.ledger.errors import LedgerError, TransactionRejected
+from medledger.ledger.execution import (
+    ChainRules,
+    ExecutedBlock,
+    SignatureChecker,
+    SignerKind,
+    chain_rules_of,
+    check_signatures_serially,
+    execute_block,
+    execute_genesis,
+    genesis_config_of,
+)
+from medledger.ledger.proofs import TransactionProof, build_transaction_proof
+from medledger.ledger.receipts import Receipt
+from medledger.ledger.sqlite_store import SQLiteLedgerStore
+from medledger.ledger.transactions import TxId
+from medledger.ordering.orderer import OrderedBatch, Orderer
+
+log = logging.getLogger(__name__)
+
+AttestationSink = Callable[[BlockAttestation], None]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStatus:
+    """A peer's position in the chain."""
+
+    org_id: str
+    height: int
+    block_hash: Hash32
+    state_root: Hash32
+    diverged: tuple[str, ...]
+    """Organisations whose attestations disagree with this peer's blocks."""
+
+
+class Peer:
+    """One organisation's peer over its own SQLite ledger."""
+
+    def __init__(
+        self,
+        org_id: str,
+        data_dir: Path,
+        identity: MemberIdentity,
+        registry: ContractRegistry,
+        *,
+        resolver: IdentityResolver | None = None,
+        checker: SignatureChecker = check_signatures_serially,
+    ) -> None:
+        self.org_id = org_id
+        self.data_dir = Path(data_dir)
+        self.identity = identity
+        self.registry = registry
+        self.resolver = resolver or IdentityResolver()
+        self.checker = checker
+        self.store = SQLiteLedgerStore(self.data_dir / "ledger.sqlite")
+        self._rules: ChainRules | None = None
+        self._waiters: dict[TxId, list[Future[Receipt]]] = {}
+        self._lock = threading.Lock()
+        self._pending_attestations: list[BlockAttestation] = []
+        self._diverged: set[str] = set()
+        self._attestation_sinks: list[AttestationSink] = []
+        self._commit_listeners: list[Callable[[ExecutedBlock], None]] = []
+        self._height_changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        if self.store.height() > 0:
+            self._load_rules()
+
+    # set-up ------------------------------------------------------------------------------
+    def _load_rules(self) -> None:
+        genesis = self.store.block(0)
+        if genesis is None:
+            raise LedgerError(f"{self.store.path}: block 0 missing")
+        self._rules = chain_rules_of(genesis_config_of(genesis))
+
+    @property
+    def rules(self) -> ChainRules:
+        if self._rules is None:
+            raise LedgerError(f"peer {self.org_id} has no genesis block yet")
+        return self._rules
+
+    def bootstrap(self, genesis_config: Mapping[str, Any], timestamp_ms: int) -> Hash32:
+        """Create block 0 from the founding configuration if the store is empty; return its hash."""
+        if self.store.height() == 0:
+            executed = execute_genesis(self.store, self.registry, genesis_config, timestamp_ms)
+            self._commit(executed)
+        self._load_rules()
+        block = self.store.block(0)
+        assert block is not None
+        return block.hash
+
+    def on_attestation(self, sink: AttestationSink) -> None:
+        """Call `sink` with every attestation this peer makes."""
+        self._attestation_sinks.append(sink)
+
+    def on_commit(self, listener: Callable[[ExecutedBlock], None]) -> None:
+        self._commit_listeners.append(listener)
+
+    # the commit path -------------------------------------------------------------------------
+    def apply_batch(self, batch: OrderedBatch) -> ExecutedBlock:
+        """Execute and commit the next batch; idempotent for a batch already committed."""
+        executed = execute_block(
+            self.store,
+            self.registry,
+            self.resolver,
+            self.rules,
+            batch.number,
+            batch.timestamp_ms,
+            batch.transactions,
+            batch.metadata(),
+            self.checker,
+        )
+        self._commit(executed)
+        return executed
+
+    def _commit(self, executed: ExecutedBlock) -> None:
+        block = executed.block
+        own = attest(
+            block.number,
+            block.hash,
+            block.header.state_root,
+            self.org_id,
+            self.identity.certificate.cert_id,
+            self.identity.key,
+        )
+        with self._lock:
+            received, self._pending_attestations = self._pending_attestations, []
+        self.store.commit_block(block, executed.receipts, executed.writes, [own, *received])
+        for attestation in received:
+            self._compare(attestation)
+        self._notify(executed)
+        for sink in self._attestation_sinks:
+            sink(own)
+
+    def _notify(self, executed: ExecutedBlock) -> None:
+        with self._lock:
+            for receipt in executed.receipts:
+                for future in self._waiters.pop(receipt.tx_id, []):
+                    if not future.done():
+                        future.set_result(receipt)
+        with self._height_changed:
+            self._height_changed.notify_all()
+        for listener in self._commit_listeners:
+            listener(executed)
+
+    # attestations ------------------------------------------------------------------------------
+    def receive_attestation(self, attestation: BlockAttestation) -> None:
+        """Accept another organisation's attestation if its peer signed it; compare it when we can."""
+        if attestation.org_id == self.org_id:
+            return
+        try:
+            signer = self.resolver.resolve(self.store, f"member:{attestation.signer}", self._latest_time())
+        except TransactionRejected as exc:
+            log.warning("%s: dropped attestation from %s: %s", self.org_id, attestation.org_id, exc.reason)
+            return
+        if signer.kind is not SignerKind.MEMBER or signer.org_id != attestation.org_id or signer.role != "peer":
+            log.warning("%s: dropped attestation signed by a non-peer of %s", self.org_id, attestation.org_id)
+            return
+        if not attestation.signature_is_valid(signer.public_key):
+            log.warning("%s: dropped attestation with a bad signature from %s", self.org_id, attestation.org_id)
+            return
+        with self._lock:
+            self._pending_attestations.append(attestation)
+        self._compare(attestation)
+
+    def _latest_time(self) -> int:
+        last = self.store.last_block()
+        return 0 if last is None else last.header.timestamp_ms
+
+    def flush_attestations(self) -> None:
+        with self._lock:
+            received, self._pending_attestations = self._pending_attestations, []
+        self.store.put_attestations(received)
+
+    def _compare(self, attestation: BlockAttestation) -> None:
+        if attestation.block_number >= self.store.height():
+            return
+        block = self.store.block(attestation.block_number)
+        assert block is not None
+        if (attestation.block_hash, attestation.state_root) != (block.hash, block.header.state_root):
+            with self._lock:
+                if attestation.org_id not in self._diverged:
+                    log.error("%s: %s diverged at block %d", self.org_id, attestation.org_id, block.number)
+                self._diverged.add(attestation.org_id)
+
+    def diverged(self) -> tuple[str, ...]:
+        with self._lock:
+            return tuple(sorted(self._diverged))
+
+    # clients -----------------------------------------------------------------------------------
+    def receipt_future(self, tx_id: TxId) -> Future[Receipt]:
+        """A future resolved with the transaction's receipt once committed (at once if it is)."""
+        future: Future[Receipt] = Future()
+        with self._lock:
+            self._waiters.setdefault(tx_id, []).append(future)
+        committed = self.receipt(tx_id)
+        if committed is not None:
+            with self._lock:
+                waiters = self._waiters.get(tx_id, [])
+                if future in waiters:
+                    waiters.remove(future)
+                if not waiters:
+                    self._waiters.pop(tx_id, None)
+            if not future.done():
+                future.set_result(committed)
+        return future
+
+    def receipt(self, tx_id: TxId) -> Receipt | None:
+        location = self.store.locate(tx_id)
+        if location is None:
+            return None
+        return self.store.receipts(location.block_number)[location.tx_index]
+
+    def query(self, contract: str, name: str, args: Mapping[str, Any]) -> Any:
+        return self.registry.query(self.store, contract, name, args)
+
+    def transaction_proof(self, tx_id: TxId) -> TransactionProof:
+        return build_transaction_proof(self.store, tx_id)
+
+    def status(self) -> PeerStatus:
+        last = self.store.last_block()
+        if last is None:
+            raise LedgerError(f"peer {self.org_id} has no blocks")
+        return PeerStatus(self.org_id, self.store.height(), last.hash, last.header.state_root, self.diverged())
+
+    # running against an orderer -------------------------------------------------------------
+    def start(self, orderer: Orderer) -> None:
+        """Follow the orderer on a background thread, committing each batch as it arrives."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._follow, args=(orderer,), name=f"peer-{self.org_id}", daemon=True)
+        self._thread.start()
+
+    def _follow(self, orderer: Orderer) -> None:
+        while not self._stop.is_set():
+            batch = orderer.read(self.store.height(), timeout=0.2)
+            if batch is None:
+                continue
+            try:
+                self.apply_batch(batch)
+            except Exception:  # a failed commit must stop this peer loudly, not spin or skip a block
+                log.exception("%s: cannot commit block %d; peer stopped", self.org_id, batch.number)
+                self._stop.set()
+                raise
+
+    def wait_for_height(self, height: int, timeout: float) -> bool:
+        """Block until this peer has committed `height` blocks; False on timeout."""
+        with self._height_changed:
+            return self._height_changed.wait_for(lambda: self.store.height() >= height, timeout)
+
+    def stop(self) -> None:
+        """Stop following the orderer (the store stays open for reads and attestations)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def close(self) -> None:
+        self.stop()
+        self.flush_attestations()
+        self.store.close()
