@@ -41,10 +41,13 @@ class SigningKey:
 
     seed: bytes = field(repr=False)
     """The 32-byte RFC 8032 seed; the whole secret."""
+    _expanded: nacl.signing.SigningKey = field(init=False, repr=False, compare=False)
+    """libsodium's expanded key, derived once (deriving it costs as much as a signature)."""
 
     def __post_init__(self) -> None:
         if len(self.seed) != SEED_SIZE:
             raise SignatureError(f"an Ed25519 seed is {SEED_SIZE} bytes, got {len(self.seed)}")
+        object.__setattr__(self, "_expanded", nacl.signing.SigningKey(self.seed))
 
     @classmethod
     def generate(cls) -> SigningKey:
@@ -53,11 +56,11 @@ class SigningKey:
     @property
     def public_key(self) -> bytes:
         """The 32-byte Ed25519 public key."""
-        return bytes(nacl.signing.SigningKey(self.seed).verify_key)
+        return bytes(self._expanded.verify_key)
 
     def sign(self, domain: Domain, payload: bytes) -> bytes:
         """A 64-byte signature over `payload` bound to `domain`."""
-        return nacl.signing.SigningKey(self.seed).sign(signing_message(domain, payload)).signature
+        return bytes(self._expanded.sign(signing_message(domain, payload)).signature)
 
 
 def signature_is_valid(domain: Domain, public_key: bytes, payload: bytes, signature: bytes) -> bool:

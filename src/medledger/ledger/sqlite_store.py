@@ -66,7 +66,7 @@ def _attestation_row(attestation: BlockAttestation) -> tuple[int, str, bytes]:
 
 
 class SQLiteLedgerStore(LedgerStore):
-    """A peer's ledger in one SQLite file. Safe to share between threads (one lock)."""
+    """A peer's ledger in one SQLite file: one writer connection behind a lock, one reader per thread."""
 
     def __init__(self, path: Path, *, durable: bool = True) -> None:
         self.path = Path(path)
@@ -86,7 +86,23 @@ class SQLiteLedgerStore(LedgerStore):
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open ledger database {self.path}: {exc}") from exc
         self._lock = threading.RLock()
+        self._readers = threading.local()
+        self._closed = False
+        self._reader_connections: list[sqlite3.Connection] = []
         self._height = self._read_height()
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read connection: readers never wait for the writer (WAL snapshots)."""
+        connection: sqlite3.Connection | None = getattr(self._readers, "connection", None)
+        if connection is None:
+            if self._closed:
+                raise StoreError(f"ledger {self.path} is closed")
+            connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            connection.execute("PRAGMA query_only=ON")
+            self._readers.connection = connection
+            with self._lock:
+                self._reader_connections.append(connection)
+        return connection
 
     def _read_height(self) -> int:
         row = self._db.execute("SELECT MAX(number) FROM blocks").fetchone()
@@ -96,8 +112,7 @@ class SQLiteLedgerStore(LedgerStore):
         return self._height
 
     def block(self, number: int) -> Block | None:
-        with self._lock:
-            row = self._db.execute("SELECT header, hash, body FROM blocks WHERE number=?", (number,)).fetchone()
+        row = self._reader().execute("SELECT header, hash, body FROM blocks WHERE number=?", (number,)).fetchone()
         if row is None:
             return None
         header_bytes, stored_hash, body = row
@@ -109,37 +124,42 @@ class SQLiteLedgerStore(LedgerStore):
         return Block(header, header_bytes, stored_hash, transactions)
 
     def receipts(self, block_number: int) -> list[Receipt]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT receipt FROM receipts WHERE block_number=? ORDER BY tx_index", (block_number,)
-            ).fetchall()
+        rows = (
+            self._reader()
+            .execute("SELECT receipt FROM receipts WHERE block_number=? ORDER BY tx_index", (block_number,))
+            .fetchall()
+        )
         return [Receipt.decode(r[0]) for r in rows]
 
     def raw_receipt(self, location: TxLocation) -> bytes | None:
-        with self._lock:
-            row = self._db.execute(
+        row = (
+            self._reader()
+            .execute(
                 "SELECT receipt FROM receipts WHERE block_number=? AND tx_index=?",
                 (location.block_number, location.tx_index),
-            ).fetchone()
+            )
+            .fetchone()
+        )
         return None if row is None else bytes(row[0])
 
     def locate(self, tx_id: TxId) -> TxLocation | None:
-        with self._lock:
-            row = self._db.execute(
+        row = (
+            self._reader()
+            .execute(
                 "SELECT block_number, tx_index FROM receipts WHERE tx_id=? "
                 "ORDER BY consumed DESC, block_number, tx_index LIMIT 1",
                 (tx_id,),
-            ).fetchone()
+            )
+            .fetchone()
+        )
         return None if row is None else TxLocation(row[0], row[1])
 
     def id_is_consumed(self, tx_id: TxId) -> bool:
-        with self._lock:
-            row = self._db.execute("SELECT 1 FROM receipts WHERE tx_id=? AND consumed=1 LIMIT 1", (tx_id,)).fetchone()
+        row = self._reader().execute("SELECT 1 FROM receipts WHERE tx_id=? AND consumed=1 LIMIT 1", (tx_id,)).fetchone()
         return row is not None
 
     def get_state(self, key: str) -> bytes | None:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
+        row = self._reader().execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
     def scan_state(
@@ -156,12 +176,10 @@ class SQLiteLedgerStore(LedgerStore):
         sql = f"SELECT key, value FROM state WHERE {' AND '.join(clauses)} ORDER BY key"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        with self._lock:
-            return [(k, bytes(v)) for k, v in self._db.execute(sql, params).fetchall()]
+        return [(k, bytes(v)) for k, v in self._reader().execute(sql, params).fetchall()]
 
     def state_rows(self) -> Iterator[StateRow]:
-        with self._lock:
-            rows = self._db.execute("SELECT key, value, block_number, tx_index FROM state ORDER BY key").fetchall()
+        rows = self._reader().execute("SELECT key, value, block_number, tx_index FROM state ORDER BY key").fetchall()
         for key, value, number, index in rows:
             yield StateRow(key, bytes(value), number, index)
 
@@ -216,19 +234,23 @@ class SQLiteLedgerStore(LedgerStore):
                 raise StoreError(f"cannot store attestations in {self.path}: {exc}") from exc
 
     def attestations(self, block_number: int) -> list[BlockAttestation]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT attestation FROM attestations WHERE block_number=? ORDER BY org_id", (block_number,)
-            ).fetchall()
+        rows = (
+            self._reader()
+            .execute("SELECT attestation FROM attestations WHERE block_number=? ORDER BY org_id", (block_number,))
+            .fetchall()
+        )
         return [BlockAttestation.decode(r[0]) for r in rows]
 
     def raw_rows(self, table: str) -> list[tuple[Any, ...]]:
         """Every row of a table as stored: for `medledger verify`, which checks each byte."""
         if table not in {"meta", "blocks", "receipts", "state", "attestations"}:
             raise StoreError(f"no table {table!r}")
-        with self._lock:
-            return list(self._db.execute(f"SELECT * FROM {table}").fetchall())
+        return list(self._reader().execute(f"SELECT * FROM {table}").fetchall())
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
+            for connection in self._reader_connections:
+                connection.close()
+            self._reader_connections.clear()
             self._db.close()
