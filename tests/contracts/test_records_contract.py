@@ -54,7 +54,13 @@ def test_register_indexes_the_record_under_its_patient(
     assert entry["version"] == 1 and entry["previous"] is None and entry["status"] == "current"
     listed = harness.query("records", "by_patient", patient=patient.pseudonym)
     assert listed == [
-        {"record_id": record_id, "resource_type": "Observation", "clinical_date": "2026-01-15", "status": "current"}
+        {
+            "record_id": record_id,
+            "resource_type": "Observation",
+            "category": None,
+            "clinical_date": "2026-01-15",
+            "status": "current",
+        }
     ]
 
 

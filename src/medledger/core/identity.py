@@ -58,6 +58,8 @@ class Role(enum.StrEnum):
     AUDITOR = "auditor"
     PHARMACIST = "pharmacist"
     LOGISTICS = "logistics"
+    VAULT = "vault"
+    """The organisation's vault service: it records each delivery of a record on the ledger."""
 
 
 class OrgKind(enum.StrEnum):

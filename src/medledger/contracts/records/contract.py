@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from medledger.contracts.audit.trail import AuditAction, append_audit
 from medledger.contracts.framework import Args, Contract, ContractError
 from medledger.contracts.identity.contract import patient_key
 from medledger.core.hashing import tagged_hash
@@ -28,6 +29,7 @@ ClinicalDate = Annotated[str, msgspec.Meta(pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$")
 Hash32 = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
 Locator = Annotated[str, msgspec.Meta(min_length=1, max_length=512, pattern=r"^[a-z][a-z0-9+.-]*://\S+$")]
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+Category = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9-]{0,63}$")]
 
 CURRENT = "current"
 SUPERSEDED = "superseded"
@@ -49,7 +51,7 @@ def record_id_for(tx_id: TxId) -> str:
     return tagged_hash(RECORD_ID_TAG, tx_id).hex()[:32]
 
 
-def _check_clinical_date(value: str) -> None:
+def check_clinical_date(value: str) -> None:
     """A FHIR date (YYYY, YYYY-MM or YYYY-MM-DD) that exists on the calendar."""
     match = _DATE_PARTS.match(value)
     if match is None:
@@ -81,6 +83,8 @@ class RegisterRecord(Args, frozen=True):
     """Where the source organisation's vault holds it, e.g. vault://st-mary/<id>."""
     ciphertext_hash: Hash32 | None = None
     """SHA-256 of the encrypted form held in the vault, when it is stored encrypted."""
+    category: Category | None = None
+    """A coarse category consents can name (e.g. laboratory, imaging, vital-signs)."""
 
 
 def _entry(ctx: TxContext, record_id: str, args: RegisterRecord, version: int, previous: str | None) -> dict[str, Any]:
@@ -91,10 +95,12 @@ def _entry(ctx: TxContext, record_id: str, args: RegisterRecord, version: int, p
         "clinical_date": args.clinical_date,
         "content_hash": args.content_hash,
         "ciphertext_hash": args.ciphertext_hash,
+        "category": args.category,
         "locator": args.locator,
         "source_org": ctx.signer.org_id,
         "registered_by": ctx.signer.id,
         "registered_at": ctx.block_timestamp_ms,
+        "tx_id": ctx.tx_id,
         "version": version,
         "previous": previous,
         "status": CURRENT,
@@ -104,20 +110,34 @@ def _entry(ctx: TxContext, record_id: str, args: RegisterRecord, version: int, p
 def _index(state: TxState, entry: dict[str, Any]) -> None:
     state.put(
         patient_index_key(entry["patient"], entry["record_id"]),
-        {"resource_type": entry["resource_type"], "clinical_date": entry["clinical_date"], "status": entry["status"]},
+        {
+            "resource_type": entry["resource_type"],
+            "category": entry["category"],
+            "clinical_date": entry["clinical_date"],
+            "status": entry["status"],
+        },
     )
 
 
 @RECORDS.function("register", RegisterRecord, roles=WRITER_ROLES)
 def register(state: TxState, ctx: TxContext, args: RegisterRecord) -> None:
     _require_hospital(ctx)
-    _check_clinical_date(args.clinical_date)
+    check_clinical_date(args.clinical_date)
     if not state.exists(patient_key(args.patient)):
         raise ContractError("UNKNOWN_PATIENT", f"no enrolled patient {args.patient}")
     record_id = record_id_for(ctx.tx_id)
     entry = _entry(ctx, record_id, args, version=1, previous=None)
     state.put(record_key(record_id), entry)
     _index(state, entry)
+    append_audit(
+        state,
+        ctx,
+        args.patient,
+        "record.register",
+        AuditAction.CREATE,
+        entities=[f"record/{record_id}"],
+        detail={"resource_type": args.resource_type, "source_org": ctx.signer.org_id},
+    )
     ctx.emit(
         "records",
         "RecordRegistered",
@@ -126,6 +146,21 @@ def register(state: TxState, ctx: TxContext, args: RegisterRecord) -> None:
         resource_type=args.resource_type,
         source_org=ctx.signer.org_id,
     )
+
+
+def provenance(ctx: TxContext, target: str, previous: str, reason: str) -> dict[str, Any]:
+    """The amendment in the shape of a FHIR Provenance resource (target, entity revision, agent, reason)."""
+    return {
+        "resourceType": "Provenance",
+        "target": [{"reference": f"record/{target}"}],
+        "recorded_ms": ctx.block_timestamp_ms,
+        "activity": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "UPDATE"}]
+        },
+        "agent": [{"who": ctx.signer.ref, "onBehalfOf": ctx.signer.org_id}],
+        "entity": [{"role": "revision", "what": {"reference": f"record/{previous}"}}],
+        "reason": reason,
+    }
 
 
 class AmendRecord(Args, frozen=True):
@@ -152,18 +187,37 @@ def _current_entry(state: TxState, ctx: TxContext, record_id: str) -> dict[str, 
 
 @RECORDS.function("amend", AmendRecord, roles=WRITER_ROLES)
 def amend(state: TxState, ctx: TxContext, args: AmendRecord) -> None:
-    _check_clinical_date(args.clinical_date)
+    check_clinical_date(args.clinical_date)
     old = _current_entry(state, ctx, args.previous)
     record_id = record_id_for(ctx.tx_id)
     fields = RegisterRecord(
-        old["patient"], old["resource_type"], args.clinical_date, args.content_hash, args.locator, args.ciphertext_hash
+        old["patient"],
+        old["resource_type"],
+        args.clinical_date,
+        args.content_hash,
+        args.locator,
+        args.ciphertext_hash,
+        old["category"],
     )
-    entry = {**_entry(ctx, record_id, fields, old["version"] + 1, args.previous), "amend_reason": args.reason}
+    entry = {
+        **_entry(ctx, record_id, fields, old["version"] + 1, args.previous),
+        "amend_reason": args.reason,
+        "provenance": provenance(ctx, record_id, args.previous, args.reason),
+    }
     old.update(status=SUPERSEDED, superseded_by=record_id)
     state.put(record_key(args.previous), old)
     _index(state, old)
     state.put(record_key(record_id), entry)
     _index(state, entry)
+    append_audit(
+        state,
+        ctx,
+        old["patient"],
+        "record.amend",
+        AuditAction.UPDATE,
+        entities=[f"record/{record_id}", f"record/{args.previous}"],
+        detail={"reason": args.reason},
+    )
     ctx.emit(
         "records",
         "RecordAmended",
