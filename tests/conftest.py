@@ -98,14 +98,20 @@ class LedgerHarness:
         return list(self.peer.apply_batch(batch).receipts)
 
     def submit(
-        self, signer: MemberIdentity | PatientWallet | Credentials, contract: str, function: str, args: Mapping[str, Any]
+        self,
+        signer: MemberIdentity | PatientWallet | Credentials,
+        contract: str,
+        function: str,
+        args: Mapping[str, Any],
     ) -> Receipt:
         return self.apply([self.sign(signer, contract, function, args).encoded])[0]
 
     def enrol(self, org_id: str, name: str, role: Role) -> MemberIdentity:
         """Issue a certificate and register the member through its organisation's admin."""
         identity = self.cas[org_id].enrol(name, role, self.clock())
-        receipt = self.submit(self.admins[org_id], "identity", "register_member", {"certificate": identity.certificate.der})
+        receipt = self.submit(
+            self.admins[org_id], "identity", "register_member", {"certificate": identity.certificate.der}
+        )
         assert receipt.is_valid, receipt
         self.members[f"{org_id}/{name}"] = identity
         return identity
@@ -137,12 +143,16 @@ def build_harness(directory: Path, clock: ManualClock, channel: str = "test-chan
     for org_id, kind in HARNESS_ORGS:
         ca = OrgCA.create(org_id, kind, clock())
         admin = ca.enrol("admin", Role.ADMIN, clock())
-        peer = ca.enrol("peer", Role.PEER, clock())
-        peer_identity = peer_identity or peer
+        peer_member = ca.enrol("peer", Role.PEER, clock())
+        peer_identity = peer_identity or peer_member
         cas[org_id], admins[org_id] = ca, admin
         genesis_orgs.append(
-            {"org_id": org_id, "kind": kind.value, "ca_certificate": ca.certificate_der,
-             "members": [admin.certificate.der, peer.certificate.der]}
+            {
+                "org_id": org_id,
+                "kind": kind.value,
+                "ca_certificate": ca.certificate_der,
+                "members": [admin.certificate.der, peer_member.certificate.der],
+            }
         )
     genesis = {"channel": channel, "rules": {}, "created_ms": clock(), "orgs": genesis_orgs}
     assert peer_identity is not None

@@ -18,6 +18,10 @@ from medledger.core.errors import EncodingError
 
 CanonicalValue = None | bool | int | str | bytes | list[Any] | tuple[Any, ...] | dict[str, Any]
 
+#: CBOR major types 0 and 1 hold integers in this range; beyond it cbor2 would use bignum tags.
+MAX_INT = 2**64 - 1
+MIN_INT = -(2**64)
+
 #: Deepest nesting a decoded value may have; deeper input is refused, not recursed into.
 MAX_DEPTH = 32
 
@@ -25,7 +29,11 @@ MAX_DEPTH = 32
 def _check_value(value: Any, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise EncodingError(f"value nests deeper than {MAX_DEPTH} levels")
-    if value is None or isinstance(value, (bool, int, str, bytes)):
+    if value is None or isinstance(value, (bool, str, bytes)):
+        return
+    if isinstance(value, int):
+        if not MIN_INT <= value <= MAX_INT:
+            raise EncodingError(f"integer {value} is outside the 64-bit CBOR range (bignum tags are not allowed)")
         return
     if isinstance(value, (list, tuple)):
         for item in value:

@@ -20,7 +20,8 @@ from medledger.contracts.identity import IdentityResolver
 from medledger.core.hashing import Hash32
 from medledger.core.identity import MemberIdentity
 from medledger.ledger.attestations import BlockAttestation, attest
-from medledger.ledger.errors import LedgerError, TransactionRejected
+from medledger.ledger.blocks import Block
+from medledger.ledger.errors import IntegrityError, LedgerError, TransactionRejected
 from medledger.ledger.execution import (
     ChainRules,
     ExecutedBlock,
@@ -41,6 +42,18 @@ from medledger.ordering.orderer import OrderedBatch, Orderer
 log = logging.getLogger(__name__)
 
 AttestationSink = Callable[[BlockAttestation], None]
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedBlock:
+    """A block as committed by this peer, with its receipts."""
+
+    block: Block
+    """The committed block."""
+    receipts: tuple[Receipt, ...]
+    """Its receipts, in transaction order."""
+    writes: Mapping[str, tuple[bytes | None, int]] | None
+    """The state writes it made; None when the block had been committed before this call."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +132,11 @@ class Peer:
         self._commit_listeners.append(listener)
 
     # the commit path -------------------------------------------------------------------------
-    def apply_batch(self, batch: OrderedBatch) -> ExecutedBlock:
-        """Execute and commit the next batch; idempotent for a batch already committed."""
+    def apply_batch(self, batch: OrderedBatch) -> CommittedBlock:
+        """Execute and commit the next batch. A batch already committed is not applied again: it is
+        checked against the stored block (a different batch for a committed height is refused)."""
+        if batch.number < self.store.height():
+            return self._already_committed(batch)
         executed = execute_block(
             self.store,
             self.registry,
@@ -133,7 +149,16 @@ class Peer:
             self.checker,
         )
         self._commit(executed)
-        return executed
+        return CommittedBlock(executed.block, executed.receipts, executed.writes)
+
+    def _already_committed(self, batch: OrderedBatch) -> CommittedBlock:
+        block = self.store.block(batch.number)
+        assert block is not None
+        if block.header.orderer.get("batch_hash") != batch.batch_hash:
+            raise IntegrityError(
+                f"block {batch.number}", "the orderer delivered a different batch for a height already committed"
+            )
+        return CommittedBlock(block, tuple(self.store.receipts(batch.number)), None)
 
     def _commit(self, executed: ExecutedBlock) -> None:
         block = executed.block
