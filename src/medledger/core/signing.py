@@ -14,7 +14,9 @@ import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
+from medledger.core.encoding import encode
 from medledger.core.errors import SignatureError
+from medledger.core.hashing import sha256
 
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
@@ -27,6 +29,8 @@ class Domain(enum.StrEnum):
     TRANSACTION = "medledger/tx/v1"
     BLOCK_ATTESTATION = "medledger/block-attest/v1"
     PATIENT_ENROLMENT = "medledger/patient-enrol/v1"
+    API_REQUEST = "medledger/api-request/v1"
+    VAULT_REQUEST = "medledger/vault-request/v1"
 
 
 def signing_message(domain: Domain, payload: bytes) -> bytes:
@@ -61,6 +65,11 @@ class SigningKey:
     def sign(self, domain: Domain, payload: bytes) -> bytes:
         """A 64-byte signature over `payload` bound to `domain`."""
         return bytes(self._expanded.sign(signing_message(domain, payload)).signature)
+
+
+def api_request_payload(method: str, path: str, body: bytes, timestamp_ms: int) -> bytes:
+    """What a caller signs, in the API_REQUEST domain, to authenticate one REST request."""
+    return encode([method.upper(), path, sha256(body), timestamp_ms])
 
 
 def signature_is_valid(domain: Domain, public_key: bytes, payload: bytes, signature: bytes) -> bool:
