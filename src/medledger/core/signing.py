@@ -66,6 +66,22 @@ class SigningKey:
         """A 64-byte signature over `payload` bound to `domain`."""
         return bytes(self._expanded.sign(signing_message(domain, payload)).signature)
 
+    def x25519_private_key(self) -> bytes:
+        """The X25519 private key birationally derived from this Ed25519 key (RFC 7748 / libsodium).
+
+        Data keys are sealed to the X25519 form of a member's certified signing key, so only the
+        holder of that certificate's key can open a delivery made to them.
+        """
+        return bytes(self._expanded.to_curve25519_private_key())
+
+
+def x25519_public_key(ed25519_public_key: bytes) -> bytes:
+    """The X25519 public key matching an Ed25519 public key (see SigningKey.x25519_private_key)."""
+    try:
+        return bytes(nacl.bindings.crypto_sign_ed25519_pk_to_curve25519(ed25519_public_key))
+    except (nacl.exceptions.RuntimeError, nacl.exceptions.ValueError, nacl.exceptions.TypeError) as exc:
+        raise SignatureError(f"not a usable Ed25519 public key: {exc}") from exc
+
 
 def api_request_payload(method: str, path: str, body: bytes, timestamp_ms: int) -> bytes:
     """What a caller signs, in the API_REQUEST domain, to authenticate one REST request."""
