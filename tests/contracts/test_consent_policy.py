@@ -112,7 +112,7 @@ def test_an_expired_deny_does_not_block() -> None:
 
 def test_a_nested_exception_carves_out_part_of_a_permit() -> None:
     # Prepare: permit lab results except for one record
-    carve = {"grantee": None, "purposes": [], "actions": [], "scope": {"record_ids": ["a" * 32]}}
+    carve: dict[str, Any] = {"grantee": None, "purposes": [], "actions": [], "scope": {"record_ids": ["a" * 32]}}
     # Execute
     excepted = evaluate_consents([consent(exceptions=[carve])], query())
     other = evaluate_consents([consent(exceptions=[carve])], query(record={**RECORD, "record_id": "b" * 32}))

@@ -28,7 +28,7 @@ from medledger.ledger.execution import (
     genesis_config_of,
 )
 from medledger.ledger.state import next_state_root
-from medledger.node.peer import Peer
+from medledger.node.peer import CommittedBlock, Peer
 from medledger.ordering.orderer import OrderedBatch
 from medledger.sdk import Credentials, PatientWallet
 from tests.conftest import DAY_MS, LedgerHarness
@@ -144,16 +144,16 @@ def scenario(harness: LedgerHarness) -> Iterator[tuple[bytes, ...]]:
     )
 
 
-def run(harness: LedgerHarness, peers: Sequence[Peer]) -> list[list[ExecutedBlock]]:
+def run(harness: LedgerHarness, peers: Sequence[Peer]) -> list[list[CommittedBlock]]:
     """Feed every scenario batch to the harness peer and `peers`; per block, what each executed."""
-    executed: list[list[ExecutedBlock]] = []
+    executed: list[list[CommittedBlock]] = []
     for transactions in scenario(harness):
         batch = OrderedBatch(harness.peer.store.height(), harness.clock(), transactions, "solo-test")
         executed.append([peer.apply_batch(batch) for peer in [harness.peer, *peers]])
     return executed
 
 
-def assert_same_execution(blocks: Sequence[ExecutedBlock]) -> None:
+def assert_same_execution(blocks: Sequence[ExecutedBlock] | Sequence[CommittedBlock]) -> None:
     first, *others = blocks
     for other in others:
         assert other.block.header_bytes == first.block.header_bytes
@@ -231,6 +231,7 @@ def test_every_block_state_root_chains_from_its_writes(harness: LedgerHarness, t
     # Execute / Assert
     for blocks in executed:
         block = blocks[0]
+        assert block.writes is not None
         plain_writes = {key: value for key, (value, _) in block.writes.items()}
         assert block.block.header.state_root == next_state_root(previous_root, block.block.number, plain_writes)
         previous_root = block.block.header.state_root
@@ -254,7 +255,7 @@ def test_reopened_peer_continues_with_the_same_blocks(harness: LedgerHarness, tm
     directory = tmp_path / "reopened"
     twin = start_twin(harness, directory)
     identity = twin.identity
-    executed: list[list[ExecutedBlock]] = []
+    executed: list[list[CommittedBlock]] = []
     # Execute
     try:
         for number, transactions in enumerate(scenario(harness), start=1):

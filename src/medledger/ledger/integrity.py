@@ -73,6 +73,8 @@ def verify_ledger(
         _verify_attestations(store, replay, resolver, report)
     except IntegrityError as fault:
         report.fault = fault
+    except Exception as exc:  # stored bytes so broken they defeat a check: still a named fault, never a crash
+        report.fault = IntegrityError(f"{store.path}", f"cannot be read as a ledger: {exc!r}")
     return report
 
 
@@ -179,10 +181,10 @@ def _verify_chain(
         if number == 0:
             try:
                 config = genesis_config_of(block)
-            except EncodingError as exc:
-                raise IntegrityError("block 0", str(exc)) from exc
-            rules = chain_rules_of(config)
-            executed = execute_genesis(replay, dispatcher, config, block.header.timestamp_ms)
+                rules = chain_rules_of(config)
+                executed = execute_genesis(replay, dispatcher, config, block.header.timestamp_ms)
+            except Exception as exc:  # any fault in the founding configuration is a broken block 0
+                raise IntegrityError("block 0", f"genesis configuration does not apply: {exc!r}") from exc
             report.genesis_hash = stored_hash
         else:
             assert rules is not None

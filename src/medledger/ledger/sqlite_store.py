@@ -68,36 +68,52 @@ def _attestation_row(attestation: BlockAttestation) -> tuple[int, str, bytes]:
 class SQLiteLedgerStore(LedgerStore):
     """A peer's ledger in one SQLite file: one writer connection behind a lock, one reader per thread."""
 
-    def __init__(self, path: Path, *, durable: bool = True) -> None:
+    def __init__(self, path: Path, *, durable: bool = True, read_only: bool = False) -> None:
+        """Open (creating if needed) the ledger at `path`; `read_only` opens an existing one without
+        writing anything to it, as verification must."""
         self.path = Path(path)
+        self.read_only = read_only
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-            self._db.execute("PRAGMA foreign_keys=OFF")
-            self._db.execute("PRAGMA cache_size=-65536")
-            self._db.executescript(SCHEMA)
-            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION).encode(),))
-            elif row[0] != str(SCHEMA_VERSION).encode():
-                raise StoreError(f"{self.path}: schema version {row[0]!r}, this medledger reads {SCHEMA_VERSION}")
+            if read_only:
+                if not self.path.is_file():
+                    raise StoreError(f"no ledger database at {self.path}")
+                self._db = self._connect()
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = self._connect()
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+                self._db.execute("PRAGMA cache_size=-65536")
+                self._db.executescript(SCHEMA)
+                row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                if row is None:
+                    self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION).encode(),))
+                elif row[0] != str(SCHEMA_VERSION).encode():
+                    raise StoreError(f"{self.path}: schema version {row[0]!r}, this medledger reads {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open ledger database {self.path}: {exc}") from exc
         self._lock = threading.RLock()
         self._readers = threading.local()
         self._closed = False
         self._reader_connections: list[sqlite3.Connection] = []
-        self._height = self._read_height()
+        try:
+            self._height = self._read_height()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a medledger ledger: {exc}") from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            uri = f"file:{self.path.resolve()}?mode=ro"
+            return sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        return sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
 
     def _reader(self) -> sqlite3.Connection:
         """This thread's read connection: readers never wait for the writer (WAL snapshots)."""
+        if self._closed:
+            raise StoreError(f"ledger {self.path} is closed")
         connection: sqlite3.Connection | None = getattr(self._readers, "connection", None)
         if connection is None:
-            if self._closed:
-                raise StoreError(f"ledger {self.path} is closed")
-            connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            connection = self._connect()
             connection.execute("PRAGMA query_only=ON")
             self._readers.connection = connection
             with self._lock:

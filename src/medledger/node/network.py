@@ -32,10 +32,13 @@ from medledger.core.identity import (
     save_identity,
     save_org_ca,
 )
+from medledger.node.delivery import VaultService
 from medledger.node.gateway import EmbeddedGateway
 from medledger.node.peer import Peer, PeerStatus
 from medledger.ordering.cutter import CutterConfig
 from medledger.ordering.solo import Clock, SoloOrderer, wall_clock_ms
+from medledger.sdk import Credentials, LedgerClient
+from medledger.vault import Vault, load_or_create_master_key, open_backend
 
 NETWORK_FILE = "network.json"
 GENESIS_FILE = "genesis.cbor"
@@ -83,6 +86,7 @@ class EmbeddedNetwork:
         self.clock = clock
         self.orderer: SoloOrderer | None = None
         self.peers: dict[str, Peer] = {}
+        self._vaults: dict[str, VaultService] = {}
 
     # creation ------------------------------------------------------------------------------
     @classmethod
@@ -109,15 +113,18 @@ class EmbeddedNetwork:
             ca = OrgCA.create(org.org_id, org.kind, now)
             admin = ca.enrol("admin", Role.ADMIN, now)
             peer = ca.enrol("peer", Role.PEER, now)
+            members = [admin, peer]
+            if org.kind is OrgKind.HOSPITAL:
+                members.append(ca.enrol("vault", Role.VAULT, now))
             save_org_ca(keys, ca)
-            save_identity(keys, admin)
-            save_identity(keys, peer)
+            for member in members:
+                save_identity(keys, member)
             genesis_orgs.append(
                 {
                     "org_id": org.org_id,
                     "kind": org.kind.value,
                     "ca_certificate": ca.certificate_der,
-                    "members": [admin.certificate.der, peer.certificate.der],
+                    "members": [member.certificate.der for member in members],
                 }
             )
         genesis = {"channel": channel, "rules": dict(rules or {}), "created_ms": now, "orgs": genesis_orgs}
@@ -166,6 +173,8 @@ class EmbeddedNetwork:
         self.orderer = SoloOrderer(self.data_dir / "orderer" / "orderer.sqlite", self.cutter, clock=self.clock)
         for org in self.orgs:
             self._start_peer(org.org_id)
+        for peer in self.peers.values():
+            peer.republish_attestations([0])
         return self
 
     def _start_peer(self, org_id: str) -> Peer:
@@ -183,9 +192,25 @@ class EmbeddedNetwork:
             if org_id != attestation.org_id:
                 peer.receive_attestation(attestation)
 
+    def vault_service(self, org_id: str) -> VaultService:
+        """The hospital's vault (SQLite + files under vaults/<org>/), serving against its own peer."""
+        if org_id not in self._vaults:
+            if self.org(org_id).kind is not OrgKind.HOSPITAL:
+                raise NetworkError(f"{org_id} is not a hospital and keeps no vault")
+            directory = self.data_dir / "vaults" / org_id
+            directory.mkdir(parents=True, exist_ok=True)
+            backend = open_backend(f"sqlite:///{directory.resolve()}")
+            vault = Vault(backend, org_id, load_or_create_master_key(self.keys_dir(org_id) / "vault-master.key"))
+            recorder = LedgerClient(
+                self.gateway(org_id), Credentials.of_member(load_identity(self.keys_dir(org_id), "vault"))
+            )
+            self._vaults[org_id] = VaultService(org_id, vault, self.peers[org_id], recorder, self.clock)
+        return self._vaults[org_id]
+
     def restart_peer(self, org_id: str) -> Peer:
         """Close one peer and open it again on its data directory (it catches up by itself)."""
         self.peers.pop(org_id).close()
+        self._vaults.pop(org_id, None)
         return self._start_peer(org_id)
 
     def stop(self) -> None:
@@ -194,6 +219,9 @@ class EmbeddedNetwork:
             return
         self.orderer.drain()
         self.wait_until_synced()
+        for service in self._vaults.values():
+            service.vault.backend.close()
+        self._vaults.clear()
         for peer in self.peers.values():
             peer.stop()
         for peer in self.peers.values():

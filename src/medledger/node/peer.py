@@ -8,8 +8,9 @@ the other organisations. Clients wait on a peer for their transaction's receipt.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from medledger.core.hashing import Hash32
 from medledger.core.identity import MemberIdentity
 from medledger.ledger.attestations import BlockAttestation, attest
 from medledger.ledger.blocks import Block
-from medledger.ledger.errors import IntegrityError, LedgerError, TransactionRejected
+from medledger.ledger.errors import IntegrityError, LedgerError, StoreError, TransactionRejected
 from medledger.ledger.execution import (
     ChainRules,
     ExecutedBlock,
@@ -98,6 +99,7 @@ class Peer:
         self._height_changed = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._closed = False
         if self.store.height() > 0:
             self._load_rules()
 
@@ -176,8 +178,21 @@ class Peer:
         for attestation in received:
             self._compare(attestation)
         self._notify(executed)
+        self._publish(own)
+
+    def _publish(self, attestation: BlockAttestation) -> None:
         for sink in self._attestation_sinks:
-            sink(own)
+            try:
+                sink(attestation)
+            except Exception:  # a failing receiver must never stop this peer's commit path
+                log.exception("%s: publishing attestation of block %d failed", self.org_id, attestation.block_number)
+
+    def republish_attestations(self, numbers: Iterable[int]) -> None:
+        """Send this peer's stored attestations of `numbers` again (e.g. genesis, once others listen)."""
+        for number in numbers:
+            for attestation in self.store.attestations(number):
+                if attestation.org_id == self.org_id:
+                    self._publish(attestation)
 
     def _notify(self, executed: ExecutedBlock) -> None:
         with self._lock:
@@ -193,7 +208,14 @@ class Peer:
     # attestations ------------------------------------------------------------------------------
     def receive_attestation(self, attestation: BlockAttestation) -> None:
         """Accept another organisation's attestation if its peer signed it; compare it when we can."""
-        if attestation.org_id == self.org_id:
+        try:
+            self._receive_attestation(attestation)
+        except (StoreError, sqlite3.ProgrammingError):
+            if not self._closed:
+                raise
+
+    def _receive_attestation(self, attestation: BlockAttestation) -> None:
+        if attestation.org_id == self.org_id or self._closed:
             return
         try:
             signer = self.resolver.resolve(self.store, f"member:{attestation.signer}", self._latest_time())
@@ -207,6 +229,8 @@ class Peer:
             log.warning("%s: dropped attestation with a bad signature from %s", self.org_id, attestation.org_id)
             return
         with self._lock:
+            if self._closed:
+                return
             self._pending_attestations.append(attestation)
         self._compare(attestation)
 
@@ -303,5 +327,7 @@ class Peer:
 
     def close(self) -> None:
         self.stop()
+        with self._lock:
+            self._closed = True
         self.flush_attestations()
         self.store.close()

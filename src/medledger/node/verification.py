@@ -55,7 +55,7 @@ def verify_directory(root: Path, progress: Callable[[str, int, int], None] | Non
         return report
     for name, path in paths.items():
         try:
-            store = SQLiteLedgerStore(path)
+            store = SQLiteLedgerStore(path, read_only=True)
         except StoreError as exc:
             report.fault = f"peer {name}: {exc}"
             return report
