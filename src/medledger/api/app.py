@@ -6,7 +6,6 @@ patient:<pseudonym>), `X-Medledger-Timestamp` (ms) and `X-Medledger-Signature` (
 Ed25519 signature over `request_payload(method, path, body, timestamp)` in the API domain).
 """
 
-
 import base64
 import binascii
 from typing import Annotated, Any
