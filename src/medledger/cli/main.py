@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from medledger.cli.output import console, errors
+from medledger.cli.sharing import access_app, audit_app, consent_app, patient_app, record_app
 from medledger.core.errors import MedledgerError
 
 app = typer.Typer(
@@ -20,8 +21,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-errors = Console(stderr=True)
 
 
 @app.command()
@@ -44,6 +43,13 @@ def verify(
     from medledger.cli.verify import run_verify
 
     raise typer.Exit(run_verify(console, data_dir))
+
+
+app.add_typer(patient_app, name="patient")
+app.add_typer(record_app, name="record")
+app.add_typer(consent_app, name="consent")
+app.add_typer(access_app, name="access")
+app.add_typer(audit_app, name="audit")
 
 
 @app.command()

@@ -8,7 +8,6 @@ possession, and records by registrars, many in flight at once.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import time
 from collections.abc import Callable
@@ -19,11 +18,12 @@ from pathlib import Path
 from medledger.contracts.records import record_id_for
 from medledger.core.encoding import encode
 from medledger.core.identity import MemberIdentity, OrgKind, Role, load_identity, save_identity
-from medledger.core.signing import SigningKey
+from medledger.demo.sharing import SharingSummary, run_sharing_scenario
 from medledger.ledger.receipts import Receipt
 from medledger.node.network import EmbeddedNetwork
 from medledger.node.peer import PeerStatus
 from medledger.sdk import Credentials, LedgerClient, PatientWallet
+from medledger.sdk.wallet import list_wallets, load_wallet, save_wallet
 
 STAFF_BY_KIND: dict[OrgKind, tuple[tuple[str, Role], ...]] = {
     OrgKind.HOSPITAL: (("registrar", Role.REGISTRAR), ("dr-osei", Role.CLINICIAN), ("nurse-lind", Role.NURSE)),
@@ -53,6 +53,7 @@ class DemoSummary:
     blocks: int = 0
     transactions: int = 0
     proof_checked: str = ""
+    sharing: SharingSummary | None = None
 
     @property
     def committed_per_second(self) -> float:
@@ -89,22 +90,20 @@ def _staff(network: EmbeddedNetwork, summary: DemoSummary, progress: Progress) -
 def _wallets(network: EmbeddedNetwork, count: int) -> list[PatientWallet]:
     """The demo's patients' wallets (a real patient keeps theirs; the demo keeps them in wallets/)."""
     directory = network.data_dir / "wallets"
-    directory.mkdir(exist_ok=True)
-    wallets = []
-    for path in sorted(directory.glob("*.json"))[:count]:
-        data = json.loads(path.read_text())
-        wallets.append(
-            PatientWallet(SigningKey(bytes.fromhex(data["sign_seed"])), bytes.fromhex(data["encryption_seed"]))
-        )
+    wallets = [load_wallet(directory, pseudonym) for pseudonym in list_wallets(directory)[:count]]
     while len(wallets) < count:
         wallet = PatientWallet.generate()
-        path = directory / f"{wallet.pseudonym}.json"
-        path.write_text(
-            json.dumps({"sign_seed": wallet.signing_key.seed.hex(), "encryption_seed": wallet.encryption_seed.hex()})
-        )
-        path.chmod(0o600)
+        save_wallet(directory, wallet)
         wallets.append(wallet)
     return wallets
+
+
+def _story_patient(network: EmbeddedNetwork, registrar: LedgerClient) -> PatientWallet:
+    """A patient enrolled for the record-sharing story, so their trail shows just that story."""
+    wallet = PatientWallet.generate()
+    registrar.submit("identity", "register_patient", wallet.enrolment_args(network.channel))
+    save_wallet(network.data_dir / "wallets", wallet)
+    return wallet
 
 
 def _enrol_patients(
@@ -214,6 +213,8 @@ def run_foundation_scenario(
             f"tx {first_tx[:16]}… is in block {proven.block_number} (record {record['record_id']}, "
             f"{record['resource_type']}); the proof checks against the attested block hash"
         )
+        summary.sharing = run_sharing_scenario(network, staff, _story_patient(network, registrars["st-mary"]))
+        network.wait_until_synced()
         summary.statuses = network.statuses()
         peer = next(network.iter_peers())
         summary.blocks = peer.store.height()

@@ -34,6 +34,7 @@ from medledger.core.identity import (
 )
 from medledger.node.delivery import VaultService
 from medledger.node.gateway import EmbeddedGateway
+from medledger.node.ingestion import RecordIngestor
 from medledger.node.peer import Peer, PeerStatus
 from medledger.ordering.cutter import CutterConfig
 from medledger.ordering.solo import Clock, SoloOrderer, wall_clock_ms
@@ -206,6 +207,11 @@ class EmbeddedNetwork:
             )
             self._vaults[org_id] = VaultService(org_id, vault, self.peers[org_id], recorder, self.clock)
         return self._vaults[org_id]
+
+    def ingestor(self, org_id: str, registrar: MemberIdentity) -> RecordIngestor:
+        """The hospital's ingestion desk, registering on the ledger as `registrar`."""
+        client = LedgerClient(self.gateway(org_id), Credentials.of_member(registrar))
+        return RecordIngestor(self.vault_service(org_id).vault, client, self.clock)
 
     def restart_peer(self, org_id: str) -> Peer:
         """Close one peer and open it again on its data directory (it catches up by itself)."""

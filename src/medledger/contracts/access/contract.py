@@ -15,7 +15,7 @@ import msgspec
 
 from medledger.contracts.audit.trail import AuditAction, AuditOutcome, append_audit
 from medledger.contracts.consent.contract import patient_consents
-from medledger.contracts.consent.policy import ACTIONS, PURPOSES, AccessQuery, evaluate_consents
+from medledger.contracts.consent.policy import ACTIONS, PURPOSES, AccessQuery, evaluate_consents, iso_time
 from medledger.contracts.framework import Args, Contract, ContractError
 from medledger.contracts.records.contract import RETIRED, record_key
 from medledger.core.hashing import tagged_hash
@@ -169,10 +169,11 @@ def permit_status(state: TxState, decision_id: str, requester: str, record_id: s
         return False, f"record {record_id} is no longer available"
     if "break-glass" in decision["flags"]:
         if at_ms >= decision["decided_at"] + BREAK_GLASS_TTL_MS:
-            return False, f"break-glass permit {decision_id} lapsed at {decision['decided_at'] + BREAK_GLASS_TTL_MS}"
+            lapsed = iso_time(decision["decided_at"] + BREAK_GLASS_TTL_MS)
+            return False, f"break-glass permit {decision_id} lapsed at {lapsed}"
         return True, "break-glass permit in force"
     if at_ms >= decision["decided_at"] + PERMIT_TTL_MS:
-        return False, f"permit {decision_id} lapsed at {decision['decided_at'] + PERMIT_TTL_MS}; ask again"
+        return False, f"permit {decision_id} lapsed at {iso_time(decision['decided_at'] + PERMIT_TTL_MS)}; ask again"
     query = AccessQuery(
         decision["requester_org"],
         requester,

@@ -8,6 +8,7 @@ condition that failed, so a patient or auditor can see exactly why.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -96,13 +97,20 @@ def _provision_mismatch(provision: Mapping[str, Any], query: AccessQuery) -> str
     return scope_mismatch(provision.get("scope") or {}, query.record)
 
 
+def iso_time(ms: int | None) -> str:
+    """A block time as an ISO 8601 UTC instant, for reasons people read."""
+    if ms is None:
+        return "an unknown time"
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _period_mismatch(consent: Mapping[str, Any], at_ms: int) -> str | None:
     if consent["status"] != "active":
-        return f"was {consent['status']} at {consent.get('revoked_at')}"
+        return f"was {consent['status']} at {iso_time(consent.get('revoked_at'))}"
     if at_ms < consent["valid_from"]:
-        return f"is valid only from {consent['valid_from']}"
+        return f"is valid only from {iso_time(consent['valid_from'])}"
     if at_ms >= consent["valid_until"]:
-        return f"expired at {consent['valid_until']}"
+        return f"expired at {iso_time(consent['valid_until'])}"
     return None
 
 
@@ -110,7 +118,8 @@ def evaluate_consents(consents: Iterable[Mapping[str, Any]], query: AccessQuery)
     """Decide one access from the patient's consents (deny overrides permit)."""
     permit: ConsentDecision | None = None
     closest: str | None = None
-    for consent in sorted(consents, key=lambda c: c["consent_id"]):
+    # newest first, so a refusal explains itself by the patient's latest consent for this grantee
+    for consent in sorted(consents, key=lambda c: (-c.get("granted_at", 0), c["consent_id"])):
         if not grantee_matches(consent["grantee"], query):
             continue
         failed = _period_mismatch(consent, query.at_ms) or _provision_mismatch(consent, query)

@@ -30,6 +30,7 @@ Hash32 = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
 Locator = Annotated[str, msgspec.Meta(min_length=1, max_length=512, pattern=r"^[a-z][a-z0-9+.-]*://\S+$")]
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 Category = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9-]{0,63}$")]
+PartName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 
 CURRENT = "current"
 SUPERSEDED = "superseded"
@@ -85,6 +86,8 @@ class RegisterRecord(Args, frozen=True):
     """SHA-256 of the encrypted form held in the vault, when it is stored encrypted."""
     category: Category | None = None
     """A coarse category consents can name (e.g. laboratory, imaging, vital-signs)."""
+    parts: Annotated[dict[PartName, Hash32], msgspec.Meta(max_length=8)] | None = None
+    """Hashes of named parts kept apart, e.g. a DICOM object's pixel_data and header."""
 
 
 def _entry(ctx: TxContext, record_id: str, args: RegisterRecord, version: int, previous: str | None) -> dict[str, Any]:
@@ -96,6 +99,7 @@ def _entry(ctx: TxContext, record_id: str, args: RegisterRecord, version: int, p
         "content_hash": args.content_hash,
         "ciphertext_hash": args.ciphertext_hash,
         "category": args.category,
+        "parts": args.parts,
         "locator": args.locator,
         "source_org": ctx.signer.org_id,
         "registered_by": ctx.signer.id,
@@ -172,6 +176,7 @@ class AmendRecord(Args, frozen=True):
     reason: Reason
     """Why the record changed (kept as the Provenance reason)."""
     ciphertext_hash: Hash32 | None = None
+    parts: Annotated[dict[PartName, Hash32], msgspec.Meta(max_length=8)] | None = None
 
 
 def _current_entry(state: TxState, ctx: TxContext, record_id: str) -> dict[str, Any]:
@@ -198,6 +203,7 @@ def amend(state: TxState, ctx: TxContext, args: AmendRecord) -> None:
         args.locator,
         args.ciphertext_hash,
         old["category"],
+        args.parts,
     )
     entry = {
         **_entry(ctx, record_id, fields, old["version"] + 1, args.previous),
