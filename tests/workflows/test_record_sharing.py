@@ -22,11 +22,12 @@ from hl7apy.core import Message
 from medledger.contracts.records import record_id_for
 from medledger.core.identity import MemberIdentity, OrgKind, Role
 from medledger.demo.samples import ct_image
-from medledger.node.delivery import DeliveryRefused, open_verified_record, sign_delivery_request
+from medledger.node.delivery import DeliveryRefused
 from medledger.node.ingestion import IngestedRecord
 from medledger.node.network import EmbeddedNetwork, OrgSpec
 from medledger.ordering.cutter import CutterConfig
 from medledger.sdk import Credentials, LedgerClient, PatientWallet
+from medledger.sdk.records import open_verified_record, sign_delivery_request
 from medledger.standards.audit_event import audit_bundle_json
 from medledger.vault import KeyDeliveryError, VaultIntegrityError, open_delivery
 from tests.conftest import DAY_MS, ManualClock, member_client
@@ -114,6 +115,7 @@ class World:
     client_research: LedgerClient
     auditor: LedgerClient
     records: list[IngestedRecord]
+    registrar: MemberIdentity
 
     def grant_b(self, days: int = 30) -> str:
         now = self.clock()
@@ -176,6 +178,7 @@ def world(tmp_path: Path, clock: ManualClock) -> Iterator[World]:
         records += ingest.put_hl7(patient.pseudonym, oru_message())
         records.append(ingest.put_dicom(patient.pseudonym, ct_image()))
         patient_client = LedgerClient(network.gateway("st-mary"), Credentials.of_patient(patient))
+        network.wait_until_synced()
         yield World(
             network,
             clock,
@@ -189,6 +192,7 @@ def world(tmp_path: Path, clock: ManualClock) -> Iterator[World]:
             client_research,
             auditor,
             records,
+            registrar,
         )
 
 
@@ -265,6 +269,7 @@ def test_the_record_sharing_scenario(world: World) -> None:
     steps += ["consent.grant", "access.request", "access.decision"]
 
     # the audit trail holds every step, in order, after the registrations and the first grant
+    world.network.wait_until_synced()
     trail = world.patient_client.query("audit", "trail", patient=world.patient.pseudonym)
     events = [e["event"] for e in trail]
     registrations = len(world.records)
@@ -354,3 +359,24 @@ def test_records_keep_their_ids_and_registrations(world: World) -> None:
     dicom = next(r for r in world.records if r.resource_type == "ImagingStudy")
     entry = world.network.peers["st-mary"].query("records", "get", {"record_id": dicom.record_id})
     assert set(entry["parts"]) == {"header", "pixel_data"}
+
+
+def test_an_amendment_is_a_new_version_in_provenance_shape(world: World) -> None:
+    # Prepare
+    recent = by_date(world, "2025-11-15")
+    ingest = world.network.ingestor("st-mary", world.registrar)
+    corrected = json.loads(lab_bundle())["entry"][0]["resource"]
+    corrected["valueQuantity"]["value"] = 6.4
+    # Execute
+    amended = ingest.amend_fhir(recent.record_id, json.dumps(corrected), "analyser recalibrated")
+    # Assert
+    world.network.wait_until_synced()
+    history = world.client_b.query("records", "history", record_id=amended.record_id)
+    assert [v["record_id"] for v in history] == [amended.record_id, recent.record_id]
+    provenance = history[0]["provenance"]
+    assert provenance["resourceType"] == "Provenance"
+    assert provenance["entity"] == [{"role": "revision", "what": {"reference": f"record/{recent.record_id}"}}]
+    assert provenance["reason"] == "analyser recalibrated"
+    assert history[1]["status"] == "superseded"
+    trail = world.patient_client.query("audit", "trail", patient=world.patient.pseudonym)
+    assert trail[-1]["event"] == "record.amend"

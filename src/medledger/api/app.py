@@ -15,10 +15,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from medledger import __version__
+from medledger.core.encoding import encode
 from medledger.core.errors import MedledgerError
 from medledger.ledger.execution import Signer
 from medledger.ledger.receipts import Receipt
 from medledger.node.service import AuthenticationError, LedgerService, ServiceError, SignedRequest
+from medledger.standards.audit_event import audit_bundle_json
 
 Hex32 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
@@ -38,9 +40,26 @@ def receipt_json(receipt: Receipt) -> dict[str, Any]:
     return to_json(receipt.to_dict())  # type: ignore[no-any-return]
 
 
+class IngestBody(BaseModel):
+    patient: str = Field(pattern=r"^[0-9a-f]{32}$", description="The patient's pseudonym.")
+    format: str = Field(pattern=r"^(fhir|hl7|dicom)$", description="fhir (resource or Bundle), hl7 or dicom.")
+    content: str = Field(description="The file, base64.")
+
+
+class DeliveryBody(BaseModel):
+    request: str = Field(description="A signed delivery request (medledger.node.delivery), canonical CBOR, base64.")
+
+
 class SubmitBody(BaseModel):
     tx: str = Field(description="The signed transaction: canonical CBOR bytes, base64.")
     wait_seconds: float = Field(default=10.0, ge=0, le=60, description="How long to wait for the receipt.")
+
+
+def _base64(text: str, field: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error as exc:
+        raise ServiceError(f"{field!r} is not base64") from exc
 
 
 def create_app(service: LedgerService) -> FastAPI:
@@ -94,11 +113,7 @@ def create_app(service: LedgerService) -> FastAPI:
 
     @app.post("/v1/transactions")
     def submit(body: SubmitBody) -> dict[str, Any]:
-        try:
-            raw = base64.b64decode(body.tx, validate=True)
-        except binascii.Error as exc:
-            raise ServiceError("'tx' is not base64") from exc
-        tx_id, receipt = service.submit(raw, body.wait_seconds)
+        tx_id, receipt = service.submit(_base64(body.tx, "tx"), body.wait_seconds)
         return {"tx_id": tx_id.hex(), "receipt": None if receipt is None else receipt_json(receipt)}
 
     @app.get("/v1/transactions/{tx_id}/receipt")
@@ -118,8 +133,33 @@ def create_app(service: LedgerService) -> FastAPI:
             "transactions": len(found.transactions),
         }
 
+    @app.post("/v1/vault/ingest")
+    def ingest(body: IngestBody, who: Caller) -> dict[str, Any]:
+        """Store a record in this hospital's vault; sign and submit the returned registrations."""
+        registrations = service.ingest(who, body.patient, body.format, _base64(body.content, "content"))
+        return {
+            "registrations": to_json(registrations),
+            "registrations_cbor": base64.b64encode(encode(registrations)).decode(),
+        }
+
+    @app.post("/v1/vault/deliveries")
+    def deliver(body: DeliveryBody) -> dict[str, Any]:
+        """Serve one record under a permit; the data key is sealed to the requester's certified key."""
+        delivery = service.deliver(_base64(body.request, "request"))
+        return {"delivery": base64.b64encode(encode(delivery.to_dict())).decode()}
+
+    @app.get("/v1/patients/{patient}/audit")
+    def audit_trail(patient: str, who: Caller) -> dict[str, Any]:
+        return {"trail": to_json(service.query(who, "audit", "trail", {"patient": patient}))}
+
+    @app.get("/v1/patients/{patient}/audit/fhir")
+    def audit_fhir(patient: str, who: Caller) -> dict[str, Any]:
+        """The patient's trail as a FHIR Bundle of AuditEvent resources."""
+        return audit_bundle_json(service.query(who, "audit", "trail", {"patient": patient}))
+
     @app.post("/v1/queries/{contract}/{name}")
     def query(contract: str, name: str, args: dict[str, Any], who: Caller) -> dict[str, Any]:
-        return {"result": to_json(service.query(who, contract, name, args))}
+        result = service.query(who, contract, name, args)
+        return {"result": to_json(result), "result_cbor": base64.b64encode(encode(result)).decode()}
 
     return app

@@ -9,9 +9,10 @@ from typing import Any
 
 from medledger.core.identity import MemberIdentity
 from medledger.demo.samples import ct_image, lab_bundle, oru_message
-from medledger.node.delivery import DeliveryRefused, open_verified_record, sign_delivery_request
+from medledger.node.delivery import DeliveryRefused
 from medledger.node.network import EmbeddedNetwork
 from medledger.sdk import Credentials, LedgerClient, PatientWallet
+from medledger.sdk.records import open_verified_record, sign_delivery_request
 
 DAY_MS = 86_400_000
 

@@ -22,6 +22,7 @@ from medledger.ledger.receipts import Receipt
 from medledger.sdk.client import LedgerClient
 from medledger.standards import (
     FhirResource,
+    StandardsError,
     clinical_summary,
     ingest_dicom,
     ingest_hl7,
@@ -78,12 +79,15 @@ def _category(codes: Sequence[str]) -> str | None:
     return None
 
 
-class RecordIngestor:
-    """A hospital's ingestion desk: its vault plus a registrar's ledger client."""
+class VaultIntake:
+    """The vault half of ingestion: validate, canonicalise, encrypt and store; return what to register.
 
-    def __init__(self, vault: Vault, registrar: LedgerClient, clock: Callable[[], int]) -> None:
+    It signs nothing: the registrar signs the returned `records.register` arguments, so the ledger
+    shows which member registered each record (locally, or over the REST API).
+    """
+
+    def __init__(self, vault: Vault, clock: Callable[[], int]) -> None:
         self.vault = vault
-        self.registrar = registrar
         self.clock = clock
 
     def _today(self) -> str:
@@ -99,98 +103,114 @@ class RecordIngestor:
             category=_category(summary.category_codes),
         )
 
-    def _register(self, patient: str, items: Sequence[_Prepared]) -> list[IngestedRecord]:
-        pending: list[tuple[_Prepared, Any, Future[Receipt], bytes]] = []
-        for item in items:
-            stored = self.vault.put(item.plaintext, item.media_type, self.clock(), kind=item.kind)
-            locator = self.vault.locator_for(stored.object_id)
-            args: dict[str, Any] = {
-                "patient": patient,
-                "resource_type": item.resource_type,
-                "clinical_date": item.clinical_date,
-                "content_hash": stored.content_hash,
-                "ciphertext_hash": stored.ciphertext_hash,
-                "locator": locator,
-                "category": item.category,
-                "parts": item.parts,
-            }
-            tx = self.registrar.prepare("records", "register", args)
-            pending.append((item, stored, self.registrar.send(tx), tx.tx_id))
-        results = []
-        for item, stored, future, tx_id in pending:
-            LedgerClient.wait(future)
-            results.append(
-                IngestedRecord(
-                    record_id_for(tx_id),
-                    tx_id,
-                    item.resource_type,
-                    item.clinical_date,
-                    item.category,
-                    self.vault.locator_for(stored.object_id),
-                    stored.content_hash,
-                    stored.ciphertext_hash,
-                )
-            )
-        return results
+    def _store(self, patient: str, item: _Prepared) -> dict[str, Any]:
+        stored = self.vault.put(item.plaintext, item.media_type, self.clock(), kind=item.kind)
+        return {
+            "patient": patient,
+            "resource_type": item.resource_type,
+            "clinical_date": item.clinical_date,
+            "content_hash": stored.content_hash,
+            "ciphertext_hash": stored.ciphertext_hash,
+            "locator": self.vault.locator_for(stored.object_id),
+            "category": item.category,
+            "parts": item.parts,
+        }
 
-    def put_fhir(self, patient: str, data: bytes | str) -> list[IngestedRecord]:
-        """A FHIR resource, or every entry of a FHIR Bundle, one record each."""
+    def fhir(self, patient: str, data: bytes | str) -> list[dict[str, Any]]:
+        """A FHIR resource, or every entry of a FHIR Bundle: one registration each."""
         tree = exact_loads(data)
         is_bundle = isinstance(tree, dict) and tree.get("resourceType") == "Bundle"
         resources = parse_bundle(data) if is_bundle else [parse_resource(data)]
-        return self._register(patient, [self._from_fhir(r) for r in resources])
+        return [self._store(patient, self._from_fhir(r)) for r in resources]
 
-    def put_hl7(self, patient: str, message: bytes) -> list[IngestedRecord]:
+    def hl7(self, patient: str, message: bytes | str) -> list[dict[str, Any]]:
         """An HL7 v2 ADT or ORU message: its FHIR resources, plus the message itself as received."""
         ingest = ingest_hl7(message)
         items = [self._from_fhir(r) for r in ingest.resources]
         dates = sorted(i.clinical_date for i in items if i.resource_type != "Patient")
-        items.append(
-            _Prepared(ingest.raw, HL7_MEDIA_TYPE, "Binary", dates[0] if dates else self._today(), "hl7v2-source")
-        )
-        return self._register(patient, items)
+        raw_date = dates[0] if dates else self._today()
+        items.append(_Prepared(ingest.raw, HL7_MEDIA_TYPE, "Binary", raw_date, "hl7v2-source"))
+        return [self._store(patient, item) for item in items]
 
-    def put_dicom(self, patient: str, data: bytes) -> IngestedRecord:
+    def dicom(self, patient: str, data: bytes) -> list[dict[str, Any]]:
         """A DICOM object kept whole as a blob; the ledger gets its pixel and header hashes apart."""
         ingest = ingest_dicom(data)
         parts = {"header": ingest.header_hash}
         if ingest.pixel_data_hash is not None:
             parts["pixel_data"] = ingest.pixel_data_hash
-        item = _Prepared(
-            data,
-            DICOM_MEDIA_TYPE,
-            "ImagingStudy",
-            ingest.study_date or self._today(),
-            "imaging",
-            kind="blob",
-            parts=parts,
-        )
-        return self._register(patient, [item])[0]
+        date = ingest.study_date or self._today()
+        item = _Prepared(data, DICOM_MEDIA_TYPE, "ImagingStudy", date, "imaging", kind="blob", parts=parts)
+        return [self._store(patient, item)]
+
+    def prepare(self, patient: str, kind: str, data: bytes) -> list[dict[str, Any]]:
+        """Dispatch on `kind` (fhir, hl7 or dicom)."""
+        if kind == "fhir":
+            return self.fhir(patient, data)
+        if kind == "hl7":
+            return self.hl7(patient, data)
+        if kind == "dicom":
+            return self.dicom(patient, data)
+        raise StandardsError(f"unknown record format {kind!r}: use fhir, hl7 or dicom")
+
+    def fhir_amendment(self, previous: str, data: bytes | str, reason: str) -> dict[str, Any]:
+        """A corrected FHIR resource, stored anew: the `records.amend` arguments linking it to `previous`."""
+        args = self._store("", self._from_fhir(parse_resource(data)))
+        return {
+            "previous": previous,
+            "clinical_date": args["clinical_date"],
+            "content_hash": args["content_hash"],
+            "ciphertext_hash": args["ciphertext_hash"],
+            "locator": args["locator"],
+            "reason": reason,
+        }
+
+
+def _ingested(tx_id: bytes, args: dict[str, Any], resource_type: str, category: str | None) -> IngestedRecord:
+    return IngestedRecord(
+        record_id_for(tx_id),
+        tx_id,
+        resource_type,
+        args["clinical_date"],
+        category,
+        args["locator"],
+        args["content_hash"],
+        args["ciphertext_hash"],
+    )
+
+
+class RecordIngestor:
+    """A hospital's ingestion desk: its vault intake plus a registrar's ledger client."""
+
+    def __init__(self, vault: Vault, registrar: LedgerClient, clock: Callable[[], int]) -> None:
+        self.intake = VaultIntake(vault, clock)
+        self.registrar = registrar
+
+    def _register(self, registrations: Sequence[dict[str, Any]]) -> list[IngestedRecord]:
+        sent: list[tuple[dict[str, Any], Future[Receipt], bytes]] = []
+        for args in registrations:
+            tx = self.registrar.prepare("records", "register", args)
+            sent.append((args, self.registrar.send(tx), tx.tx_id))
+        results = []
+        for args, future, tx_id in sent:
+            LedgerClient.wait(future)
+            results.append(_ingested(tx_id, args, args["resource_type"], args["category"]))
+        return results
+
+    def put_fhir(self, patient: str, data: bytes | str) -> list[IngestedRecord]:
+        return self._register(self.intake.fhir(patient, data))
+
+    def put_hl7(self, patient: str, message: bytes) -> list[IngestedRecord]:
+        return self._register(self.intake.hl7(patient, message))
+
+    def put_dicom(self, patient: str, data: bytes) -> IngestedRecord:
+        return self._register(self.intake.dicom(patient, data))[0]
 
     def amend_fhir(self, previous: str, data: bytes | str, reason: str) -> IngestedRecord:
-        """A corrected version of a FHIR record: stored anew, registered as linked to `previous`."""
-        item = self._from_fhir(parse_resource(data))
-        stored = self.vault.put(item.plaintext, item.media_type, self.clock())
-        tx = self.registrar.prepare(
-            "records",
-            "amend",
-            {
-                "previous": previous,
-                "clinical_date": item.clinical_date,
-                "content_hash": stored.content_hash,
-                "ciphertext_hash": stored.ciphertext_hash,
-                "locator": self.vault.locator_for(stored.object_id),
-                "reason": reason,
-            },
-        )
+        """Store a corrected version and register it as the next version of `previous`."""
+        args = self.intake.fhir_amendment(previous, data, reason)
+        old = self.registrar.query("records", "get", record_id=previous)
+        tx = self.registrar.prepare("records", "amend", args)
         LedgerClient.wait(self.registrar.send(tx))
-        return IngestedRecord(
-            record_id_for(tx.tx_id),
-            tx.tx_id,
-            item.resource_type,
-            item.clinical_date,
-            item.category,
-            self.vault.locator_for(stored.object_id),
-            stored.content_hash,
-            stored.ciphertext_hash,
-        )
+        category = None if old is None else old["category"]
+        resource_type = "" if old is None else old["resource_type"]
+        return _ingested(tx.tx_id, args, resource_type, category)

@@ -159,6 +159,10 @@ class EmbeddedNetwork:
     def admin(self, org_id: str) -> MemberIdentity:
         return load_identity(self.keys_dir(org_id), "admin")
 
+    def member_identity(self, org_id: str, name: str) -> MemberIdentity:
+        """A member whose keys are in the organisation's keystore."""
+        return load_identity(self.keys_dir(org_id), name)
+
     def org(self, org_id: str) -> OrgSpec:
         for org in self.orgs:
             if org.org_id == org_id:

@@ -22,8 +22,13 @@ from medledger.ledger.execution import Signer, SignerKind
 from medledger.ledger.proofs import TransactionProof
 from medledger.ledger.receipts import Receipt
 from medledger.ledger.transactions import TxId, decode_transaction
+from medledger.node.delivery import DeliveryRefused, VaultService
+from medledger.node.ingestion import VaultIntake
 from medledger.node.peer import Peer, PeerStatus
 from medledger.ordering.orderer import Orderer
+from medledger.sdk.records import SignedDeliveryRequest
+from medledger.standards import StandardsError
+from medledger.vault import SealedDelivery, VaultIntegrityError
 
 MAX_REQUEST_SKEW_MS = 5 * 60 * 1000
 
@@ -48,6 +53,12 @@ class Forbidden(ServiceError):
 
 class NotFound(ServiceError):
     status = 404
+
+
+class IntegrityConflict(ServiceError):
+    """Stored data failed its integrity check; nothing was served."""
+
+    status = 409
 
 
 Rule = Callable[[Signer, Mapping[str, Any], Any], bool]
@@ -116,13 +127,20 @@ class SignedRequest:
     signature: bytes
 
 
-class LedgerService:
-    """One organisation's node as its clients see it."""
+WRITER_ROLES = frozenset({Role.REGISTRAR.value, Role.CLINICIAN.value, Role.NURSE.value})
 
-    def __init__(self, peer: Peer, orderer: Orderer, clock: Callable[[], int]) -> None:
+
+class LedgerService:
+    """One organisation's node as its clients see it (with its vault, when it is a hospital's)."""
+
+    def __init__(
+        self, peer: Peer, orderer: Orderer, clock: Callable[[], int], vault: VaultService | None = None
+    ) -> None:
         self.peer = peer
         self.orderer = orderer
         self.clock = clock
+        self.vault = vault
+        self.intake = None if vault is None else VaultIntake(vault.vault, clock)
 
     # authentication -------------------------------------------------------------------------
     def authenticate(self, request: SignedRequest) -> Signer:
@@ -189,3 +207,32 @@ class LedgerService:
         if not rule(caller, args, result):
             raise Forbidden(f"{caller.ref} may not read {contract}.{name} for these arguments")
         return result
+
+    # the hospital's vault ------------------------------------------------------------------------
+    def ingest(self, caller: Signer, patient: str, kind: str, data: bytes) -> list[dict[str, Any]]:
+        """Store a record in this hospital's vault; return the records.register arguments to sign."""
+        if self.intake is None:
+            raise NotFound(f"{self.peer.org_id} keeps no vault")
+        if caller.kind is not SignerKind.MEMBER or caller.org_id != self.peer.org_id:
+            raise Forbidden(f"only members of {self.peer.org_id} put records into its vault")
+        if caller.role not in WRITER_ROLES:
+            raise Forbidden(f"role {caller.role} cannot register records; registrars, clinicians and nurses can")
+        if self.peer.query("identity", "patient", {"id": patient}) is None:
+            raise NotFound(f"no enrolled patient {patient}")
+        try:
+            return self.intake.prepare(patient, kind, data)
+        except StandardsError as exc:
+            raise ServiceError(str(exc)) from exc
+
+    def deliver(self, request: bytes) -> SealedDelivery:
+        """Serve a signed delivery request (see medledger.node.delivery)."""
+        if self.vault is None:
+            raise NotFound(f"{self.peer.org_id} keeps no vault")
+        try:
+            return self.vault.deliver(SignedDeliveryRequest.decode(request))
+        except EncodingError as exc:
+            raise ServiceError(f"not a delivery request: {exc}") from exc
+        except DeliveryRefused as exc:
+            raise Forbidden(str(exc)) from exc
+        except VaultIntegrityError as exc:
+            raise IntegrityConflict(str(exc)) from exc

@@ -12,10 +12,11 @@ from typing import Any
 
 from medledger.core.errors import MedledgerError
 from medledger.core.identity import MemberIdentity, load_identity
-from medledger.node.delivery import DeliveryRefused, VerifiedRecord, open_verified_record, sign_delivery_request
+from medledger.node.delivery import DeliveryRefused
 from medledger.node.ingestion import RecordIngestor
 from medledger.node.network import EmbeddedNetwork
 from medledger.sdk import Credentials, LedgerClient, PatientWallet
+from medledger.sdk.records import VerifiedRecord, open_verified_record, sign_delivery_request
 from medledger.sdk.wallet import load_wallet
 
 

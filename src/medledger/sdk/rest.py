@@ -12,12 +12,16 @@ from typing import Any
 
 import httpx
 
+from medledger.core.encoding import decode
 from medledger.core.errors import MedledgerError
+from medledger.core.identity import MemberIdentity
 from medledger.core.signing import Domain, api_request_payload
 from medledger.ledger.proofs import TransactionProof
 from medledger.ledger.receipts import Event, Receipt
 from medledger.ledger.transactions import TxId
-from medledger.sdk.client import Credentials
+from medledger.sdk.client import Credentials, LedgerClient
+from medledger.sdk.records import VerifiedRecord, open_verified_record, sign_delivery_request
+from medledger.vault import SealedDelivery
 
 
 class ApiError(MedledgerError):
@@ -97,7 +101,8 @@ class HttpGateway:
         return future
 
     def query(self, contract: str, name: str, args: Mapping[str, Any]) -> Any:
-        return self.request("POST", f"/v1/queries/{contract}/{name}", dict(args))["result"]
+        answer = self.request("POST", f"/v1/queries/{contract}/{name}", dict(args))
+        return decode(base64.b64decode(answer["result_cbor"]))
 
     def transaction_proof(self, tx_id: TxId) -> TransactionProof:
         encoded = self.request("GET", f"/v1/transactions/{tx_id.hex()}/proof")["proof"]
@@ -105,3 +110,29 @@ class HttpGateway:
 
     def attested_block_hash(self, number: int) -> bytes | None:
         return None
+
+
+def ingest_over_http(
+    gateway: HttpGateway, registrar: LedgerClient, patient: str, kind: str, data: bytes
+) -> list[Receipt]:
+    """Put a record into a hospital's vault over REST, then sign and submit its registrations."""
+    answer = gateway.request(
+        "POST", "/v1/vault/ingest", {"patient": patient, "format": kind, "content": base64.b64encode(data).decode()}
+    )
+    registrations = decode(base64.b64decode(answer["registrations_cbor"]))
+    futures = [registrar.send(registrar.prepare("records", "register", args)) for args in registrations]
+    return [LedgerClient.wait(future) for future in futures]
+
+
+def fetch_over_http(
+    vault_gateway: HttpGateway, client: LedgerClient, member: MemberIdentity, decision_id: str, record_id: str
+) -> VerifiedRecord:
+    """Ask a hospital's vault for a record under a permit over REST, and check it against the ledger."""
+    signed = sign_delivery_request(
+        decision_id, record_id, member.certificate.cert_id, member.key, vault_gateway.now_ms()
+    )
+    answer = vault_gateway.request(
+        "POST", "/v1/vault/deliveries", {"request": base64.b64encode(signed.encode()).decode()}
+    )
+    delivery = SealedDelivery.from_dict(decode(base64.b64decode(answer["delivery"])))
+    return open_verified_record(client, member.key, delivery, record_id)
