@@ -53,6 +53,29 @@ app.add_typer(audit_app, name="audit")
 
 
 @app.command()
+def serve(
+    org: Annotated[str, typer.Option("--org", help="Whose node to serve, e.g. st-mary.")],
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="The network's data directory.")] = Path("demo-data"),
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8700,
+) -> None:
+    """Run the embedded network and serve ORG's node REST API (OpenAPI at /docs) until interrupted."""
+    import uvicorn
+
+    from medledger.api import create_app
+    from medledger.node.network import EmbeddedNetwork
+    from medledger.node.service import LedgerService
+
+    with EmbeddedNetwork(data_dir) as network:
+        spec = network.org(org)
+        assert network.orderer is not None
+        vault = network.vault_service(org) if spec.kind.value == "hospital" else None
+        service = LedgerService(network.peers[org], network.orderer, network.clock, vault)
+        console.print(f"serving {org}'s node on http://{host}:{port} (OpenAPI: /docs); Ctrl-C stops")
+        uvicorn.run(create_app(service), host=host, port=port, log_level="warning")
+
+
+@app.command()
 def version() -> None:
     """Print the medledger version."""
     from medledger import __version__
