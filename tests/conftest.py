@@ -14,6 +14,7 @@ import pytest
 
 from medledger.contracts.default import default_registry
 from medledger.core.identity import MemberIdentity, OrgCA, OrgKind, Role
+from medledger.ledger.execution import SignatureChecker, check_signatures_serially, genesis_config_of
 from medledger.ledger.receipts import Receipt
 from medledger.ledger.transactions import Transaction, TransactionBody, new_nonce, sign_transaction
 from medledger.node.network import EmbeddedNetwork
@@ -159,6 +160,21 @@ def build_harness(directory: Path, clock: ManualClock, channel: str = "test-chan
     peer = Peer("st-mary", directory, peer_identity, default_registry())
     peer.bootstrap(genesis, clock())
     return LedgerHarness(peer, clock, channel, cas, admins)
+
+
+def start_twin(
+    harness: LedgerHarness,
+    directory: Path,
+    org_id: str = "city-general",
+    checker: SignatureChecker = check_signatures_serially,
+) -> Peer:
+    """A second peer, of another organisation and with its own identity, on the harness's genesis."""
+    genesis = harness.peer.store.block(0)
+    assert genesis is not None
+    identity = harness.cas[org_id].enrol(f"twin-{directory.name}", Role.PEER, genesis.header.timestamp_ms)
+    peer = Peer(org_id, directory, identity, default_registry(), checker=checker)
+    peer.bootstrap(genesis_config_of(genesis), genesis.header.timestamp_ms)
+    return peer
 
 
 @pytest.fixture

@@ -22,34 +22,16 @@ from medledger.core.signing import Domain, SigningKey, signature_is_valid
 from medledger.ledger.execution import (
     ExecutedBlock,
     SignatureCheck,
-    SignatureChecker,
-    check_signatures_serially,
     execute_block,
-    genesis_config_of,
 )
 from medledger.ledger.state import next_state_root
 from medledger.node.peer import CommittedBlock, Peer
 from medledger.ordering.orderer import OrderedBatch
 from medledger.sdk import Credentials, PatientWallet
-from tests.conftest import DAY_MS, LedgerHarness
+from tests.conftest import DAY_MS, LedgerHarness, start_twin
 
 BLOCK_INTERVAL_MS = 2_000
 """How far the clock moves between two scenario blocks."""
-
-
-def start_twin(
-    harness: LedgerHarness,
-    directory: Path,
-    org_id: str = "city-general",
-    checker: SignatureChecker = check_signatures_serially,
-) -> Peer:
-    """A second peer, of another organisation and with its own identity, on the harness's genesis."""
-    genesis = harness.peer.store.block(0)
-    assert genesis is not None
-    identity = harness.cas[org_id].enrol(f"twin-{directory.name}", Role.PEER, genesis.header.timestamp_ms)
-    peer = Peer(org_id, directory, identity, default_registry(), checker=checker)
-    peer.bootstrap(genesis_config_of(genesis), genesis.header.timestamp_ms)
-    return peer
 
 
 def check_signatures_in_parallel(checks: Sequence[SignatureCheck]) -> list[bool]:

@@ -134,9 +134,13 @@ class Peer:
         self._commit_listeners.append(listener)
 
     # the commit path -------------------------------------------------------------------------
-    def apply_batch(self, batch: OrderedBatch) -> CommittedBlock:
+    def apply_batch(self, batch: OrderedBatch, attested_hash: Hash32 | None = None) -> CommittedBlock:
         """Execute and commit the next batch. A batch already committed is not applied again: it is
-        checked against the stored block (a different batch for a committed height is refused)."""
+        checked against the stored block (a different batch for a committed height is refused).
+
+        `attested_hash` is the block hash a quorum of organisations attested for this height, when
+        known (catching up from another peer): a batch that does not produce it is refused, naming
+        the block, and nothing is committed."""
         if batch.number < self.store.height():
             return self._already_committed(batch)
         executed = execute_block(
@@ -150,8 +154,21 @@ class Peer:
             batch.metadata(),
             self.checker,
         )
+        if attested_hash is not None and executed.block.hash != attested_hash:
+            raise IntegrityError(
+                f"block {batch.number}",
+                f"its content hashes to {executed.block.hash.hex()}, but the quorum attested "
+                f"{attested_hash.hex()}: refused, nothing committed",
+            )
         self._commit(executed)
         return CommittedBlock(executed.block, executed.receipts, executed.writes)
+
+    def committed_batch(self, number: int) -> OrderedBatch | None:
+        """The ordered batch a committed block was executed from, for a peer catching up."""
+        block = self.store.block(number)
+        if block is None or number == 0:
+            return None
+        return OrderedBatch(number, block.header.timestamp_ms, block.transactions, str(block.header.orderer["orderer"]))
 
     def _already_committed(self, batch: OrderedBatch) -> CommittedBlock:
         block = self.store.block(batch.number)
