@@ -157,6 +157,18 @@ def create_app(service: LedgerService) -> FastAPI:
         """The patient's trail as a FHIR Bundle of AuditEvent resources."""
         return audit_bundle_json(service.query(who, "audit", "trail", {"patient": patient}))
 
+    @app.get("/v1/batches/{number}")
+    def batch(number: Annotated[int, Field(ge=1)], who: Caller) -> dict[str, Any]:
+        """The ordered batch of a committed block (canonical CBOR, base64), for peers catching up."""
+        found = service.batch(who, number)
+        payload = [found.number, found.timestamp_ms, list(found.transactions), found.orderer_id]
+        return {"batch": base64.b64encode(encode(payload)).decode()}
+
+    @app.get("/v1/blocks/{number}/attestations")
+    def attestations(number: Annotated[int, Field(ge=0)]) -> dict[str, Any]:
+        """Signed (block hash, state root) attestations of the organisations, as this peer holds them."""
+        return {"attestations": [base64.b64encode(a).decode() for a in service.attestations(number)]}
+
     @app.post("/v1/queries/{contract}/{name}")
     def query(contract: str, name: str, args: dict[str, Any], who: Caller) -> dict[str, Any]:
         result = service.query(who, contract, name, args)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from medledger.core.errors import EncodingError
 from medledger.core.hashing import Hash32
+from medledger.core.merkle import merkle_root
 from medledger.ledger.attestations import BlockAttestation
 from medledger.ledger.blocks import Block, BlockHeader, block_hash, decode_body
 from medledger.ledger.errors import IntegrityError, TransactionRejected
@@ -267,3 +268,19 @@ def _verify_attestations(
         attested.add(int(number))
         report.attestations += 1
     report.unattested_blocks = [n for n in range(report.blocks) if n not in attested]
+
+
+def quick_check(store: SQLiteLedgerStore, recent_receipts: int = 16) -> None:
+    """The start-up check of a peer's ledger: every header hashes to its stored hash and links to
+    its predecessor, every body matches its header's transaction root, and the latest blocks'
+    receipts match their receipts roots. Raises IntegrityError naming the first broken block.
+
+    It does not replay the chain (that is `verify_ledger`, run by `medledger verify`)."""
+    last = store.height() - 1
+    for block, _ in _decoded_blocks(store):
+        if merkle_root(block.transactions) != block.header.tx_root:
+            raise IntegrityError(f"block {block.number}", "stored transactions do not match the header's tx_root")
+        if block.number > last - recent_receipts:
+            raw = [r.encode() for r in store.receipts(block.number)]
+            if merkle_root(raw) != block.header.receipts_root:
+                raise IntegrityError(f"block {block.number}", "stored receipts do not match the header's receipts_root")

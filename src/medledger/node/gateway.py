@@ -10,6 +10,7 @@ from typing import Any
 from medledger.ledger.proofs import TransactionProof
 from medledger.ledger.receipts import Receipt
 from medledger.ledger.transactions import TxId
+from medledger.node.attestation_board import quorum_hash
 from medledger.node.peer import Peer
 from medledger.ordering.orderer import Orderer
 from medledger.ordering.solo import Clock
@@ -41,11 +42,4 @@ class EmbeddedGateway:
 
     def attested_block_hash(self, number: int) -> bytes | None:
         """The block hash a majority of organisations attested for `number`, if any yet."""
-        votes: dict[bytes, int] = {}
-        for attestation in self.peer.store.attestations(number):
-            votes[attestation.block_hash] = votes.get(attestation.block_hash, 0) + 1
-        orgs = len(self.peer.query("identity", "orgs", {}))
-        for hash_, count in votes.items():
-            if 2 * count > orgs:
-                return hash_
-        return None
+        return quorum_hash(self.peer, self.peer.store.attestations(number))

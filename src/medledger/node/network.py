@@ -71,6 +71,18 @@ DEFAULT_ORGANISATIONS: tuple[OrgSpec, ...] = (
 )
 
 
+def open_vault_service(data_dir: Path, org_id: str, gateway: EmbeddedGateway, clock: Clock) -> VaultService:
+    """A hospital's vault (SQLite + files under vaults/<org>/, master key in its keystore), serving
+    against the gateway's peer and recording deliveries as the organisation's vault member."""
+    keys = data_dir / "keys" / org_id
+    directory = data_dir / "vaults" / org_id
+    directory.mkdir(parents=True, exist_ok=True)
+    backend = open_backend(f"sqlite:///{directory.resolve()}")
+    vault = Vault(backend, org_id, load_or_create_master_key(keys / "vault-master.key"))
+    recorder = LedgerClient(gateway, Credentials.of_member(load_identity(keys, "vault")))
+    return VaultService(org_id, vault, gateway.peer, recorder, clock)
+
+
 class EmbeddedNetwork:
     """All organisations' peers and a solo orderer in this process, over one data directory."""
 
@@ -202,14 +214,7 @@ class EmbeddedNetwork:
         if org_id not in self._vaults:
             if self.org(org_id).kind is not OrgKind.HOSPITAL:
                 raise NetworkError(f"{org_id} is not a hospital and keeps no vault")
-            directory = self.data_dir / "vaults" / org_id
-            directory.mkdir(parents=True, exist_ok=True)
-            backend = open_backend(f"sqlite:///{directory.resolve()}")
-            vault = Vault(backend, org_id, load_or_create_master_key(self.keys_dir(org_id) / "vault-master.key"))
-            recorder = LedgerClient(
-                self.gateway(org_id), Credentials.of_member(load_identity(self.keys_dir(org_id), "vault"))
-            )
-            self._vaults[org_id] = VaultService(org_id, vault, self.peers[org_id], recorder, self.clock)
+            self._vaults[org_id] = open_vault_service(self.data_dir, org_id, self.gateway(org_id), self.clock)
         return self._vaults[org_id]
 
     def ingestor(self, org_id: str, registrar: MemberIdentity) -> RecordIngestor:

@@ -34,6 +34,7 @@ from medledger.ledger.execution import (
     execute_genesis,
     genesis_config_of,
 )
+from medledger.ledger.integrity import quick_check
 from medledger.ledger.proofs import TransactionProof, build_transaction_proof
 from medledger.ledger.receipts import Receipt
 from medledger.ledger.sqlite_store import SQLiteLedgerStore
@@ -101,6 +102,7 @@ class Peer:
         self._stop = threading.Event()
         self._closed = False
         if self.store.height() > 0:
+            quick_check(self.store)
             self._load_rules()
 
     # set-up ------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from medledger.ledger.transactions import TxId, decode_transaction
 from medledger.node.delivery import DeliveryRefused, VaultService
 from medledger.node.ingestion import VaultIntake
 from medledger.node.peer import Peer, PeerStatus
-from medledger.ordering.orderer import Orderer
+from medledger.ordering.orderer import OrderedBatch, Orderer
 from medledger.sdk.records import SignedDeliveryRequest
 from medledger.standards import StandardsError
 from medledger.vault import SealedDelivery, VaultIntegrityError
@@ -193,6 +193,19 @@ class LedgerService:
 
     def status(self) -> PeerStatus:
         return self.peer.status()
+
+    def batch(self, caller: Signer, number: int) -> OrderedBatch:
+        """The ordered batch behind committed block `number`, for a member's peer catching up."""
+        if caller.kind is not SignerKind.MEMBER:
+            raise Forbidden("only members' peers fetch blocks")
+        batch = self.peer.committed_batch(number)
+        if batch is None:
+            raise NotFound(f"no committed block {number} (height {self.peer.store.height()})")
+        return batch
+
+    def attestations(self, number: int) -> list[bytes]:
+        """The signed attestations this peer holds for block `number` (anyone may check them)."""
+        return [a.encode() for a in self.peer.store.attestations(number)]
 
     # queries ----------------------------------------------------------------------------------------
     def query(self, caller: Signer, contract: str, name: str, args: Mapping[str, Any]) -> Any:
