@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import time
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from medledger.ordering.cutter import CutterConfig
+from medledger.ordering.etcd import EtcdOrderer
+from medledger.ordering.etcd_cluster import EtcdCluster
 from medledger.ordering.orderer import Orderer, OrderingError
 from medledger.ordering.solo import SoloOrderer
 
@@ -33,7 +37,8 @@ def read_all(orderer: Orderer, expected_tx: int, timeout: float = 10.0) -> list[
 class OrdererSuite(ABC):
     @abstractmethod
     @pytest.fixture
-    def factory(self, tmp_path: Path) -> Iterator[OrdererFactory]: ...
+    def factory(self, *args: Any, **kwargs: Any) -> Iterator[OrdererFactory]:
+        """Makes orderers of one backend (each backend's fixture asks for what it needs) and closes them after."""
 
     def test_orders_every_transaction_once_in_numbered_batches(self, factory: OrdererFactory) -> None:
         # Prepare
@@ -118,3 +123,18 @@ class TestSoloOrderer(OrdererSuite):
         assert old is not None and old.transactions == (b"\x00", b"\x01")
         assert new is not None and new.transactions == (b"after",)
         second.close()
+
+
+class TestEtcdOrderer(OrdererSuite):
+    @pytest.fixture
+    def factory(self, etcd_cluster: EtcdCluster) -> Iterator[OrdererFactory]:
+        made: list[EtcdOrderer] = []
+
+        def make(config: CutterConfig) -> Orderer:
+            channel = f"suite-{uuid.uuid4().hex[:12]}"
+            made.append(EtcdOrderer(etcd_cluster.endpoints, channel, config, orderer_id="etcd-suite"))
+            return made[-1]
+
+        yield make
+        for orderer in made:
+            orderer.close()

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from medledger.cli.network import network_app, node_app
 from medledger.cli.output import console, errors
 from medledger.cli.sharing import access_app, audit_app, consent_app, patient_app, record_app
 from medledger.core.errors import MedledgerError
@@ -50,6 +51,8 @@ app.add_typer(record_app, name="record")
 app.add_typer(consent_app, name="consent")
 app.add_typer(access_app, name="access")
 app.add_typer(audit_app, name="audit")
+app.add_typer(network_app, name="network")
+app.add_typer(node_app, name="node")
 
 
 @app.command()
@@ -93,3 +96,7 @@ def main() -> None:
     except KeyboardInterrupt:
         errors.print("interrupted")
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -10,7 +10,7 @@ a fetched block against.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from medledger.core.errors import EncodingError
@@ -26,7 +26,7 @@ class KeyValue(Protocol):
 
     def put(self, key: str, value: bytes) -> None: ...
 
-    def get_prefix(self, prefix: str) -> list[tuple[str, bytes]]: ...
+    def get_prefix(self, prefix: str) -> Sequence[tuple[object, bytes]]: ...
 
 
 class EtcdAttestationBoard:

@@ -1,0 +1,220 @@
+"""The replicated network as processes: a 3-node etcd cluster and one peer process per organisation.
+
+Each test starts and stops its own network. Load is a stream of signed transactions submitted over
+the peers' REST APIs; a submission counts as acknowledged when a peer answered it (etcd has then
+stored it on a majority). Afterwards every peer's ledger is opened read-only and checked: every
+acknowledged transaction committed exactly once, and all peers at the same height and state root.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from medledger.core.identity import Role, load_identity, load_org_ca
+from medledger.ledger.sqlite_store import SQLiteLedgerStore
+from medledger.ledger.transactions import Transaction
+from medledger.node.deployment import ProcessNetwork
+from medledger.sdk import Credentials, LedgerClient, PatientWallet
+from medledger.sdk.rest import HttpGateway
+
+ORG_COUNT = 4
+
+
+def worker_offset() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker.removeprefix("gw") or 0) * 50
+
+
+@pytest.fixture
+def network(tmp_path: Path) -> Iterator[ProcessNetwork]:
+    offset = worker_offset()
+    built = ProcessNetwork.create(
+        tmp_path / "net",
+        ORG_COUNT,
+        etcd_client_base=24000 + offset,
+        etcd_peer_base=24020 + offset,
+        peer_port_base=9100 + offset,
+    )
+    built.up(timeout=90)
+    try:
+        yield built
+    finally:
+        built.down()
+
+
+@dataclass
+class Load:
+    """Signed registrations sent round-robin to the peers; retried with the same bytes until acknowledged."""
+
+    network: ProcessNetwork
+    client: LedgerClient
+    acknowledged: list[Transaction] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def submit(self, tx: Transaction, deadline_s: float = 30.0) -> None:
+        orgs = list(self.network.deployment.peer_ports)
+        deadline = time.monotonic() + deadline_s
+        attempt = 0
+        while time.monotonic() < deadline:
+            url = self.network.deployment.peer_url(orgs[(len(self.acknowledged) + attempt) % len(orgs)])
+            attempt += 1
+            try:
+                response = httpx.post(
+                    url + "/v1/transactions",
+                    json={"tx": base64.b64encode(tx.encoded).decode(), "wait_seconds": 0},
+                    timeout=10,
+                )
+                if response.status_code == 200:
+                    self.acknowledged.append(tx)
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.failures.append(tx.tx_id.hex())
+
+    def run(self, channel: str) -> None:
+        while not self.stop.is_set():
+            wallet = PatientWallet.generate()
+            self.submit(self.client.prepare("identity", "register_patient", wallet.enrolment_args(channel)))
+            time.sleep(0.005)
+
+
+def registrar_client(network: ProcessNetwork) -> LedgerClient:
+    """Enrol a registrar at st-mary through its admin, over st-mary's REST API."""
+    keys = network.data_dir / "keys" / "st-mary"
+    admin = load_identity(keys, "admin")
+    ca = load_org_ca(keys, "st-mary")
+    registrar = ca.enrol("registrar", Role.REGISTRAR, int(time.time() * 1000))
+    url = network.deployment.peer_url("st-mary")
+    channel = "medledger"
+    admin_client = LedgerClient(
+        HttpGateway(httpx.Client(base_url=url), channel, Credentials.of_member(admin)), Credentials.of_member(admin)
+    )
+    admin_client.submit("identity", "register_member", {"certificate": registrar.certificate.der}, timeout=60)
+    credentials = Credentials.of_member(registrar)
+    return LedgerClient(HttpGateway(httpx.Client(base_url=url), channel, credentials), credentials)
+
+
+def wait_for_agreement(network: ProcessNetwork, timeout: float = 60.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        peers, _ = network.status()
+        heights = {p.height for p in peers}
+        roots = {p.state_root for p in peers}
+        if len(heights) == 1 and None not in heights and len(roots) == 1:
+            return heights.pop() or 0
+        time.sleep(0.5)
+    raise AssertionError(f"peers did not agree within {timeout} s: {network.status()[0]}")
+
+
+def assert_committed_once(network: ProcessNetwork, acknowledged: list[Transaction]) -> None:
+    """Open every peer's ledger read-only: each acknowledged tx has exactly one id-consuming receipt."""
+    roots = set()
+    for org_id in network.deployment.peer_ports:
+        store = SQLiteLedgerStore(network.data_dir / "peers" / org_id / "ledger.sqlite", read_only=True)
+        try:
+            rows = store.raw_rows("receipts")
+            consumed: dict[bytes, int] = {}
+            for _, _, tx_id, was_consumed, _ in rows:
+                if was_consumed:
+                    consumed[bytes(tx_id)] = consumed.get(bytes(tx_id), 0) + 1
+            lost = [tx.tx_id.hex() for tx in acknowledged if consumed.get(tx.tx_id, 0) == 0]
+            twice = [tx_id.hex() for tx_id, count in consumed.items() if count > 1]
+            assert not lost, f"{org_id}: {len(lost)} acknowledged transactions never committed: {lost[:3]}"
+            assert not twice, f"{org_id}: transactions committed twice: {twice[:3]}"
+            last = store.last_block()
+            assert last is not None
+            roots.add((last.number, last.header.state_root))
+        finally:
+            store.close()
+    assert len(roots) == 1, f"peers differ: {roots}"
+
+
+def test_killing_the_etcd_leader_loses_nothing(network: ProcessNetwork) -> None:
+    # Prepare
+    client = registrar_client(network)
+    load = Load(network, client)
+    worker = threading.Thread(target=load.run, args=("medledger",))
+    worker.start()
+    time.sleep(3)
+    cluster = network._attached_cluster()
+    assert cluster is not None
+    # Execute: SIGKILL the leader mid-load
+    before = len(load.acknowledged)
+    cluster.kill(cluster.leader(), signal.SIGKILL)
+    time.sleep(6)
+    load.stop.set()
+    worker.join(timeout=60)
+    # Assert: writes resumed, nothing acknowledged lost or doubled, peers agree
+    assert not load.failures, f"submissions that never got through: {load.failures[:3]}"
+    assert len(load.acknowledged) > before + 20, "writes did not resume after the leader was killed"
+    wait_for_agreement(network)
+    network.down()
+    assert_committed_once(network, load.acknowledged)
+
+
+def test_a_killed_peer_catches_up_after_restart(network: ProcessNetwork) -> None:
+    # Prepare
+    client = registrar_client(network)
+    load = Load(network, client)
+    worker = threading.Thread(target=load.run, args=("medledger",))
+    worker.start()
+    time.sleep(2)
+    # Execute: SIGKILL a peer mid-load, keep loading, restart it
+    network.kill_peer("northern-research", signal.SIGKILL)
+    time.sleep(4)
+    network.start_peer("northern-research")
+    network.wait_until_serving(["northern-research"])
+    time.sleep(2)
+    load.stop.set()
+    worker.join(timeout=60)
+    # Assert
+    assert not load.failures
+    height = wait_for_agreement(network)
+    assert height > 3
+    network.down()
+    assert_committed_once(network, load.acknowledged)
+
+
+def test_the_whole_network_restarts_and_a_retried_submission_commits_once(network: ProcessNetwork) -> None:
+    # Prepare
+    client = registrar_client(network)
+    load = Load(network, client)
+    for _ in range(30):
+        load.submit(
+            client.prepare("identity", "register_patient", PatientWallet.generate().enrolment_args("medledger"))
+        )
+    retried = client.prepare("identity", "register_patient", PatientWallet.generate().enrolment_args("medledger"))
+    load.submit(retried)
+    height_before = wait_for_agreement(network)
+    # Execute: stop everything, start again, submit the same bytes again
+    network.down()
+    network.up(timeout=90)
+    load.submit(retried)
+    load.submit(client.prepare("identity", "register_patient", PatientWallet.generate().enrolment_args("medledger")))
+    # Assert
+    height_after = wait_for_agreement(network)
+    assert height_after > height_before
+    receipt = client.gateway.receipt_future(retried.tx_id).result(timeout=30)
+    assert receipt.is_valid
+    network.down()
+    assert_committed_once(network, load.acknowledged)
+
+
+def test_status_names_the_leader_and_every_peer(network: ProcessNetwork) -> None:
+    # Execute
+    peers, etcd = network.status()
+    # Assert
+    assert len(peers) == ORG_COUNT and all(p.height is not None for p in peers)
+    assert etcd["running"] and etcd["leader"] in (0, 1, 2)
