@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import signal
 import threading
 import time
@@ -24,6 +25,7 @@ from medledger.core.identity import Role, load_identity, load_org_ca
 from medledger.ledger.sqlite_store import SQLiteLedgerStore
 from medledger.ledger.transactions import Transaction
 from medledger.node.deployment import ProcessNetwork
+from medledger.ordering.etcd import EtcdKV
 from medledger.sdk import Credentials, LedgerClient, PatientWallet
 from medledger.sdk.rest import HttpGateway
 
@@ -218,3 +220,39 @@ def test_status_names_the_leader_and_every_peer(network: ProcessNetwork) -> None
     # Assert
     assert len(peers) == ORG_COUNT and all(p.height is not None for p in peers)
     assert etcd["running"] and etcd["leader"] in (0, 1, 2)
+
+
+def lowest_ordered_block(network: ProcessNetwork) -> int:
+    """The lowest block still held by the etcd orderer (compaction removes what every peer read)."""
+    kv = EtcdKV(network.deployment.endpoints)
+    keys = [key for key, _ in kv.get_prefix("/medledger/medledger/blocks/")]
+    kv.close()
+    return min(int(key.rsplit(b"/", 1)[-1]) for key in keys) if keys else 0
+
+
+def test_a_peer_behind_a_compaction_catches_up_from_other_peers(network: ProcessNetwork) -> None:
+    # Prepare: enough blocks that compaction removes the early ones from etcd
+    client = registrar_client(network)
+    load = Load(network, client)
+    deadline = time.monotonic() + 60
+    while lowest_ordered_block(network) <= 3 and time.monotonic() < deadline:
+        for _ in range(20):
+            load.submit(
+                client.prepare("identity", "register_patient", PatientWallet.generate().enrolment_args("medledger"))
+            )
+        time.sleep(1)
+    floor = lowest_ordered_block(network)
+    assert floor > 3, "compaction never removed early blocks"
+    # Execute: the research institute's peer loses its disk and starts from genesis
+    network.kill_peer("northern-research", signal.SIGKILL)
+    time.sleep(0.5)
+    shutil.rmtree(network.data_dir / "peers" / "northern-research")
+    network.start_peer("northern-research")
+    network.wait_until_serving(["northern-research"])
+    # Assert: it rebuilt the blocks etcd no longer holds from its peers, checked against the quorum
+    height = wait_for_agreement(network, timeout=90)
+    assert height > floor
+    log = (network.data_dir / "logs" / "northern-research.log").read_text()
+    assert "caught up block" in log
+    network.down()
+    assert_committed_once(network, load.acknowledged)

@@ -21,7 +21,6 @@ from typing import Any
 
 import httpx
 import uvicorn
-from medledger.ordering.etcd import BatchCompacted, EtcdKV, EtcdOrderer
 
 from medledger.api import create_app
 from medledger.contracts.default import default_registry
@@ -33,6 +32,7 @@ from medledger.node.network import GENESIS_FILE, NETWORK_FILE, open_vault_servic
 from medledger.node.peer import Peer
 from medledger.node.service import LedgerService
 from medledger.ordering.cutter import CutterConfig
+from medledger.ordering.etcd import BatchCompacted, EtcdKV, EtcdOrderer
 from medledger.ordering.orderer import OrderedBatch, OrderingError
 from medledger.ordering.solo import wall_clock_ms
 from medledger.sdk.client import Credentials
@@ -171,6 +171,7 @@ class PeerProcess:
             if response.status_code != 200:
                 continue
             fields = decode(base64.b64decode(response.json()["batch"]))
+            log.warning("%s: caught up block %d from %s (etcd compacted it)", self.org_id, number, org_id)
             return OrderedBatch(fields[0], fields[1], tuple(fields[2]), fields[3]), attested
         self.stop_event.wait(0.5)
         return None, None
