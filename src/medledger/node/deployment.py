@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from medledger.ordering.etcd_cluster import EtcdCluster
 
 from medledger.core.errors import MedledgerError
 from medledger.core.identity import OrgKind
 from medledger.node.network import DEFAULT_ORGANISATIONS, NETWORK_FILE, EmbeddedNetwork, OrgSpec
 from medledger.node.process import Deployment
 from medledger.ordering.cutter import CutterConfig
+from medledger.ordering.etcd_cluster import EtcdCluster
 
 PROCESSES_FILE = "processes.json"
 CLUSTER_STATE = "etcd/cluster.json"
