@@ -23,6 +23,9 @@ from medledger.ordering.cutter import CutterConfig
 from medledger.ordering.orderer import OrderedBatch
 from medledger.sdk import Credentials, LedgerClient, PatientWallet
 
+pytest_plugins = ["tests.security.summary"]
+"""The security suite's end-of-run summary (attacks tried per class, all refused, nothing lost)."""
+
 START_MS = 1_767_225_600_000
 """2026-01-01T00:00:00Z: where every test clock starts."""
 DAY_MS = 86_400_000
