@@ -233,11 +233,6 @@ def test_a_request_signed_for_one_node_is_refused_by_another(api: Api, attacks: 
     assert at_city.status_code == 401, "City General served a request signed for St Mary's node"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="VULNERABILITY: a block number beyond SQLite's 64-bit integers crashes the handler with 500 "
-    "(GET /v1/blocks/{n}, /v1/blocks/{n}/attestations, /v1/batches/{n}: OverflowError from sqlite3)",
-)
 @pytest.mark.parametrize("template", ["/v1/blocks/{}", "/v1/blocks/{}/attestations", "/v1/batches/{}"])
 def test_a_block_number_beyond_64_bits_gets_a_clear_4xx(api: Api, attacks: AttackLog, template: str) -> None:
     # Prepare
@@ -249,14 +244,6 @@ def test_a_block_number_beyond_64_bits_gets_a_clear_4xx(api: Api, attacks: Attac
     assert 400 <= response.status_code < 500, f"{response.status_code}: {response.text}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="VULNERABILITY: non-ASCII text in a base64 field crashes the handler with 500: "
-    "medledger.api.app._base64 catches binascii.Error, but base64.b64decode raises ValueError for a str "
-    "holding non-ASCII characters (POST /v1/transactions 'tx', /v1/vault/deliveries 'request', "
-    "/v1/vault/ingest 'content'); found by the schemathesis fuzz",
-)
 @pytest.mark.parametrize(
     ("path", "body"),
     [

@@ -23,6 +23,8 @@ from medledger.node.service import AuthenticationError, LedgerService, ServiceEr
 from medledger.standards.audit_event import audit_bundle_json
 
 Hex32 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+MAX_HEIGHT = 2**63 - 1
+"""SQLite's largest integer: a larger block number is refused with 422, never sent to the store."""
 
 
 def to_json(value: Any) -> Any:
@@ -58,7 +60,7 @@ class SubmitBody(BaseModel):
 def _base64(text: str, field: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
-    except binascii.Error as exc:
+    except (binascii.Error, ValueError) as exc:  # non-ASCII text raises ValueError, not binascii.Error
         raise ServiceError(f"{field!r} is not base64") from exc
 
 
@@ -125,7 +127,7 @@ def create_app(service: LedgerService) -> FastAPI:
         return {"proof": base64.b64encode(service.proof(bytes.fromhex(tx_id)).encode()).decode()}
 
     @app.get("/v1/blocks/{number}")
-    def block(number: Annotated[int, Field(ge=0)], who: Caller) -> dict[str, Any]:
+    def block(number: Annotated[int, Field(ge=0, le=MAX_HEIGHT)], who: Caller) -> dict[str, Any]:
         found = service.block(number)
         return {
             "hash": found.hash.hex(),
@@ -158,14 +160,14 @@ def create_app(service: LedgerService) -> FastAPI:
         return audit_bundle_json(service.query(who, "audit", "trail", {"patient": patient}))
 
     @app.get("/v1/batches/{number}")
-    def batch(number: Annotated[int, Field(ge=1)], who: Caller) -> dict[str, Any]:
+    def batch(number: Annotated[int, Field(ge=1, le=MAX_HEIGHT)], who: Caller) -> dict[str, Any]:
         """The ordered batch of a committed block (canonical CBOR, base64), for peers catching up."""
         found = service.batch(who, number)
         payload = [found.number, found.timestamp_ms, list(found.transactions), found.orderer_id]
         return {"batch": base64.b64encode(encode(payload)).decode()}
 
     @app.get("/v1/blocks/{number}/attestations")
-    def attestations(number: Annotated[int, Field(ge=0)]) -> dict[str, Any]:
+    def attestations(number: Annotated[int, Field(ge=0, le=MAX_HEIGHT)]) -> dict[str, Any]:
         """Signed (block hash, state root) attestations of the organisations, as this peer holds them."""
         return {"attestations": [base64.b64encode(a).decode() for a in service.attestations(number)]}
 

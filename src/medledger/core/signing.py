@@ -90,6 +90,8 @@ def api_request_payload(method: str, path: str, body: bytes, timestamp_ms: int) 
 
 def signature_is_valid(domain: Domain, public_key: bytes, payload: bytes, signature: bytes) -> bool:
     """True when `signature` is a valid Ed25519 signature by `public_key` over `payload` in `domain`."""
+    if not all(isinstance(v, bytes) for v in (public_key, payload, signature)):
+        return False
     if len(public_key) != PUBLIC_KEY_SIZE or len(signature) != SIGNATURE_SIZE:
         return False
     try:
