@@ -2,9 +2,11 @@
 
 Order, then execute: the orderer fixes (number, timestamp, transactions); this module turns
 them into a block, receipts and state writes, deterministically. Signatures are checked in
-bulk first (possibly in parallel, off this thread); everything else runs in order. The only
-clock is the block timestamp. The ledger knows contracts and identities only through the two
-protocols below, which the contracts layer implements.
+bulk first (possibly in parallel, off this thread: a `StreamingSignatureChecker` hands each
+outcome over as it arrives, so the first transactions run while later ones are still being
+verified); everything else runs in order. The only clock is the block timestamp. The ledger
+knows contracts and identities only through the two protocols below, which the contracts
+layer implements.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from medledger.core.encoding import decode, encode
 from medledger.core.errors import EncodingError
@@ -21,6 +23,7 @@ from medledger.core.merkle import merkle_root
 from medledger.core.signing import Domain, signature_is_valid
 from medledger.ledger.blocks import Block, BlockHeader
 from medledger.ledger.errors import TransactionRejected
+from medledger.ledger.indexed_state import IndexedBlockState
 from medledger.ledger.receipts import VALID, Event, Receipt, RejectionCode
 from medledger.ledger.state import BlockState, StateReader, TxState, next_state_root
 from medledger.ledger.store import LedgerStore
@@ -107,6 +110,81 @@ def check_signatures_serially(checks: Sequence[SignatureCheck]) -> list[bool]:
 SignatureChecker = Callable[[Sequence[SignatureCheck]], list[bool]]
 
 
+class PendingSignatureChecks(Protocol):
+    """Outcomes of a batch of checks that may still be running elsewhere."""
+
+    def outcome(self, index: int) -> bool:
+        """Whether check `index` verified, waiting for it if need be."""
+
+    def close(self) -> None:
+        """Give up on (or finish collecting) whatever is still running."""
+
+
+@runtime_checkable
+class StreamingSignatureChecker(Protocol):
+    """A SignatureChecker that can also start a batch and hand its outcomes over one by one, so the
+    executor can run the first transactions while the later signatures are still being checked."""
+
+    def __call__(self, checks: Sequence[SignatureCheck]) -> list[bool]: ...
+
+    def start(self, checks: Sequence[SignatureCheck]) -> PendingSignatureChecks: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedSignatureChecks:
+    """Outcomes that are all known already (a plain SignatureChecker's answer)."""
+
+    outcomes: Sequence[bool]
+    """One per check, in order."""
+
+    def outcome(self, index: int) -> bool:
+        return self.outcomes[index]
+
+    def close(self) -> None:
+        pass
+
+
+class ReplayIndex(Protocol):
+    """Knows which transaction ids the committed chain has consumed."""
+
+    def id_is_consumed(self, tx_id: TxId) -> bool:
+        """True when a committed transaction with this id consumed it."""
+
+
+@runtime_checkable
+class BulkReplayIndex(ReplayIndex, Protocol):
+    """A ReplayIndex that can also answer for many ids in one look-up (a store's fast path)."""
+
+    def consumed_among(self, tx_ids: Sequence[TxId]) -> set[TxId]:
+        """Those of `tx_ids` that committed transactions consumed."""
+
+
+@dataclass(frozen=True, slots=True)
+class KnownConsumedIds:
+    """The answer of a BulkReplayIndex for one block's ids, asked once before executing it."""
+
+    consumed: set[TxId]
+    """Which of the block's ids were consumed before the block."""
+
+    def id_is_consumed(self, tx_id: TxId) -> bool:
+        return tx_id in self.consumed
+
+
+def replay_index_for(store: LedgerStore, decoded: Sequence[Transaction | EncodingError]) -> ReplayIndex:
+    """What `execute_transaction` asks about replays: the store itself, or its answer for the whole block."""
+    if isinstance(store, BulkReplayIndex):
+        return KnownConsumedIds(store.consumed_among([tx.tx_id for tx in decoded if isinstance(tx, Transaction)]))
+    return store
+
+
+def start_signature_checks(checker: SignatureChecker, checks: Sequence[SignatureCheck]) -> PendingSignatureChecks:
+    if not checks:
+        return CompletedSignatureChecks(())
+    if isinstance(checker, StreamingSignatureChecker):
+        return checker.start(checks)
+    return CompletedSignatureChecks(checker(checks))
+
+
 @dataclass(frozen=True, slots=True)
 class ChainRules:
     """Ledger-wide validation parameters, fixed in genesis."""
@@ -131,6 +209,26 @@ class ExecutedBlock:
     """State writes: key -> (value or None for deletion, index of the writing transaction)."""
 
 
+class EncodedReceipts(tuple[Receipt, ...]):
+    """A block's receipts, in order, together with the canonical bytes each was hashed as, so the
+    store writes exactly the bytes the receipts root commits to (and does not encode them again)."""
+
+    encoded: tuple[bytes, ...]
+    """`receipt.encode()` of each receipt, in the same order."""
+
+    def __new__(cls, receipts: Sequence[Receipt]) -> EncodedReceipts:
+        self = super().__new__(cls, receipts)
+        self.encoded = tuple(receipt.encode() for receipt in receipts)
+        return self
+
+
+def encoded_receipts(receipts: Sequence[Receipt]) -> Sequence[bytes]:
+    """The canonical bytes of each receipt, reusing those computed at execution when there are any."""
+    if isinstance(receipts, EncodedReceipts):
+        return receipts.encoded
+    return [receipt.encode() for receipt in receipts]
+
+
 def _reject(tx_id: TxId, code: str, reason: str, reads: int = 0) -> Receipt:
     return Receipt(tx_id, code, reason, (), reads, 0)
 
@@ -151,9 +249,10 @@ def _precheck_signatures(
     decoded: Sequence[Transaction | EncodingError],
     at_ms: int,
     checker: SignatureChecker,
-) -> dict[int, tuple[bytes, bool]]:
-    """Check, in one batch, the signature of every transaction whose signer is already committed."""
-    indices: list[int] = []
+) -> tuple[dict[int, tuple[bytes, int]], PendingSignatureChecks]:
+    """Start, in one batch, checking the signature of every transaction whose signer is already
+    committed; return tx index -> (key checked, position in the batch), and the batch."""
+    positions: dict[int, tuple[bytes, int]] = {}
     checks: list[SignatureCheck] = []
     for index, tx in enumerate(decoded):
         if isinstance(tx, EncodingError):
@@ -162,15 +261,14 @@ def _precheck_signatures(
             signer = resolver.resolve(committed, tx.body.signer, at_ms)
         except TransactionRejected:
             continue
-        indices.append(index)
+        positions[index] = (signer.public_key, len(checks))
         checks.append((signer.public_key, tx.body_bytes, tx.signature))
-    results = checker(checks) if checks else []
-    return {index: (check[0], ok) for index, check, ok in zip(indices, checks, results, strict=True)}
+    return positions, start_signature_checks(checker, checks)
 
 
 def execute_transaction(
     block_state: BlockState,
-    store: LedgerStore,
+    store: ReplayIndex,
     dispatcher: ContractDispatcher,
     resolver: SignerResolver,
     rules: ChainRules,
@@ -237,30 +335,36 @@ def execute_block(
     if timestamp_ms < previous.header.timestamp_ms:
         raise ValueError(f"block {number} time {timestamp_ms} is before its predecessor's")
     decoded = _decode_all(transactions)
-    prechecked = _precheck_signatures(store, resolver, decoded, timestamp_ms, checker)
-    block_state = BlockState(store)
+    positions, pending = _precheck_signatures(store, resolver, decoded, timestamp_ms, checker)
+    replays = replay_index_for(store, decoded)
+    block_state = IndexedBlockState(store)
     consumed_in_block: set[TxId] = set()
     receipts: list[Receipt] = []
-    for index, (raw, tx) in enumerate(zip(transactions, decoded, strict=True)):
-        if isinstance(tx, EncodingError):
-            receipts.append(_reject(raw_transaction_id(raw), RejectionCode.MALFORMED, str(tx)))
-            continue
-        receipt, writes = execute_transaction(
-            block_state,
-            store,
-            dispatcher,
-            resolver,
-            rules,
-            tx,
-            index,
-            number,
-            timestamp_ms,
-            consumed_in_block,
-            prechecked.get(index),
-        )
-        receipts.append(receipt)
-        if writes:
-            block_state.apply(index, writes)
+    try:
+        for index, (raw, tx) in enumerate(zip(transactions, decoded, strict=True)):
+            if isinstance(tx, EncodingError):
+                receipts.append(_reject(raw_transaction_id(raw), RejectionCode.MALFORMED, str(tx)))
+                continue
+            position = positions.get(index)
+            prechecked = None if position is None else (position[0], pending.outcome(position[1]))
+            receipt, writes = execute_transaction(
+                block_state,
+                replays,
+                dispatcher,
+                resolver,
+                rules,
+                tx,
+                index,
+                number,
+                timestamp_ms,
+                consumed_in_block,
+                prechecked,
+            )
+            receipts.append(receipt)
+            if writes:
+                block_state.apply(index, writes)
+    finally:
+        pending.close()
     return _seal(
         previous.hash,
         previous.header.state_root,
@@ -283,17 +387,18 @@ def _seal(
     block_state: BlockState,
     orderer_metadata: Mapping[str, Any],
 ) -> ExecutedBlock:
+    sealed = EncodedReceipts(receipts)
     header = BlockHeader(
         number=number,
         previous_hash=previous_hash,
         timestamp_ms=timestamp_ms,
         tx_count=len(transactions),
         tx_root=merkle_root(transactions),
-        receipts_root=merkle_root([r.encode() for r in receipts]),
+        receipts_root=merkle_root(sealed.encoded),
         state_root=next_state_root(previous_state_root, number, block_state.plain_writes()),
         orderer=orderer_metadata,
     )
-    return ExecutedBlock(Block.from_header(header, tuple(transactions)), tuple(receipts), dict(block_state.writes))
+    return ExecutedBlock(Block.from_header(header, tuple(transactions)), sealed, dict(block_state.writes))
 
 
 def genesis_transaction(config: Mapping[str, Any]) -> bytes:

@@ -2,10 +2,23 @@
 
 `synchronous=FULL` makes a commit durable before it returns, so a receipt handed to a
 client survives a crash of the process or the machine.
+
+Point reads of world state go through an in-memory cache of committed values (a read costs a
+dict lookup instead of an SQL statement; executing a block reads the same identities, patients
+and records again and again). It stays exact because this store is the only writer of its file:
+each commit updates the cache with the block's writes after the SQL commit, and a value read from
+SQL is only remembered if no commit finished while it was being read.
+
+Checkpoints (copying the WAL back into the database file) run on a background thread of their
+own connection rather than inside the commit that crosses SQLite's threshold: a block touches
+a page per state row, so checkpointing after every block copied most pages once per block, on
+the commit path. A passive checkpoint a few times a second copies each page once per batch of
+blocks, while the GIL is released, and never delays a commit's durability.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -16,6 +29,7 @@ from medledger.core.errors import EncodingError
 from medledger.ledger.attestations import BlockAttestation
 from medledger.ledger.blocks import Block, BlockHeader, decode_body
 from medledger.ledger.errors import StoreError
+from medledger.ledger.execution import encoded_receipts
 from medledger.ledger.receipts import Receipt
 from medledger.ledger.state import prefix_upper_bound
 from medledger.ledger.store import LedgerStore, StateRow, TxLocation
@@ -60,6 +74,57 @@ CREATE TABLE IF NOT EXISTS attestations (
 
 _PUT_ATTESTATION = "INSERT OR REPLACE INTO attestations VALUES (?, ?, ?)"
 
+STATE_CACHE_ENTRIES = 65_536
+"""Entries per generation of the state cache: when the young generation fills up it becomes the
+old one and the previous old one is dropped, so between 64k and 128k recent keys stay cached."""
+
+_MISSING = object()
+
+CHECKPOINT_INTERVAL_S = 0.5
+"""The background checkpointer copies the WAL into the database at most this often."""
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
+"""A reset WAL file is truncated back to this size."""
+
+
+class _Checkpointer:
+    """Runs WAL checkpoints for one ledger file on its own thread and connection.
+
+    A passive checkpoint never waits for the writer, but under a steady stream of commits the
+    WAL is never found fully copied at the moment a commit starts, so it is never rewound and
+    grows. Once it is past WAL_SIZE_LIMIT the checkpointer asks for a RESTART checkpoint, which
+    waits (up to a second) for the commit in progress, copies the little the passive ones left,
+    and lets the next commit start the WAL again from its beginning (truncated to the limit)."""
+
+    def __init__(self, path: Path) -> None:
+        self._wal = path.with_name(path.name + "-wal")
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=1.0)
+        self._due = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"checkpoint-{path.name}", daemon=True)
+        self._thread.start()
+
+    def commit_happened(self) -> None:
+        self._due.set()
+
+    def _run(self) -> None:
+        while True:
+            self._due.wait()
+            if self._stopping.is_set():
+                return
+            self._due.clear()
+            with contextlib.suppress(sqlite3.DatabaseError, OSError):  # busy or closing: the next commit asks again
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                if self._wal.stat().st_size > WAL_SIZE_LIMIT:
+                    self._db.execute("PRAGMA wal_checkpoint(RESTART)")
+            if self._stopping.wait(CHECKPOINT_INTERVAL_S):
+                return
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._due.set()
+        self._thread.join(timeout=CHECKPOINT_INTERVAL_S + 5)
+        self._db.close()
+
 
 def _attestation_row(attestation: BlockAttestation) -> tuple[int, str, bytes]:
     return (attestation.block_number, attestation.org_id, attestation.encode())
@@ -84,11 +149,15 @@ class SQLiteLedgerStore(LedgerStore):
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
                 self._db.execute("PRAGMA cache_size=-65536")
-                self._db.executescript(SCHEMA)
+                self._db.execute("PRAGMA wal_autocheckpoint=0")
+                self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+                # Tables and schema version in one transaction: a process killed while creating the
+                # ledger leaves either all of them or none (and one fsync instead of one per table).
+                version = str(SCHEMA_VERSION).encode()
+                stamp = f"INSERT OR IGNORE INTO meta VALUES ('schema_version', X'{version.hex()}');"
+                self._db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} {stamp} COMMIT;")
                 row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-                if row is None:
-                    self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION).encode(),))
-                elif row[0] != str(SCHEMA_VERSION).encode():
+                if row[0] != version:
                     raise StoreError(f"{self.path}: schema version {row[0]!r}, this medledger reads {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open ledger database {self.path}: {exc}") from exc
@@ -96,10 +165,16 @@ class SQLiteLedgerStore(LedgerStore):
         self._readers = threading.local()
         self._closed = False
         self._reader_connections: list[sqlite3.Connection] = []
+        self._cache_young: dict[str, bytes | None] = {}
+        self._cache_old: dict[str, bytes | None] = {}
+        self._cache_lock = threading.Lock()
+        self._commits = 0
+        """Commits finished so far: a value read from SQL is cached only if this did not move."""
         try:
             self._height = self._read_height()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a medledger ledger: {exc}") from exc
+        self._checkpointer = None if read_only else _Checkpointer(self.path)
 
     def _connect(self) -> sqlite3.Connection:
         if self.read_only:
@@ -174,9 +249,42 @@ class SQLiteLedgerStore(LedgerStore):
         row = self._reader().execute("SELECT 1 FROM receipts WHERE tx_id=? AND consumed=1 LIMIT 1", (tx_id,)).fetchone()
         return row is not None
 
+    def consumed_among(self, tx_ids: Sequence[TxId]) -> set[TxId]:
+        """Those of `tx_ids` a committed transaction consumed, in one query per 500 ids (a block's
+        replay check at once, instead of one query per transaction)."""
+        found: set[TxId] = set()
+        reader = self._reader()
+        for start in range(0, len(tx_ids), 500):
+            chunk = tx_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = reader.execute(
+                f"SELECT DISTINCT tx_id FROM receipts WHERE consumed=1 AND tx_id IN ({marks})", chunk
+            ).fetchall()
+            found.update(bytes(row[0]) for row in rows)
+        return found
+
     def get_state(self, key: str) -> bytes | None:
-        row = self._reader().execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
-        return None if row is None else bytes(row[0])
+        if self.read_only:  # another process may be writing this file: always ask SQL
+            row = self._reader().execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
+            return None if row is None else bytes(row[0])
+        value = self._cache_young.get(key, _MISSING)
+        if value is not _MISSING:
+            return value  # type: ignore[return-value]
+        commits = self._commits
+        value = self._cache_old.get(key, _MISSING)
+        if value is _MISSING:
+            row = self._reader().execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
+            value = None if row is None else bytes(row[0])
+        with self._cache_lock:
+            if commits == self._commits:
+                self._remember(key, value)  # type: ignore[arg-type]
+        return value  # type: ignore[return-value]
+
+    def _remember(self, key: str, value: bytes | None) -> None:
+        """Put one committed value in the young generation (caller holds the cache lock)."""
+        if len(self._cache_young) >= STATE_CACHE_ENTRIES:
+            self._cache_old, self._cache_young = self._cache_young, {}
+        self._cache_young[key] = value
 
     def scan_state(
         self, prefix: str, start_after: str | None = None, limit: int | None = None
@@ -208,11 +316,13 @@ class SQLiteLedgerStore(LedgerStore):
     ) -> None:
         number = block.number
         receipt_rows = [
-            (number, index, receipt.tx_id, int(receipt.consumes_id), receipt.encode())
-            for index, receipt in enumerate(receipts)
+            (number, index, receipt.tx_id, int(receipt.consumes_id), raw)
+            for index, (receipt, raw) in enumerate(zip(receipts, encoded_receipts(receipts), strict=True))
         ]
-        upserts = [(key, value, number, index) for key, (value, index) in writes.items() if value is not None]
-        deletes = [(key,) for key, (value, _) in writes.items() if value is None]
+        # Rows go in key order: each B-tree page is then visited once per block, not once per row.
+        receipt_rows.sort(key=lambda row: row[2])
+        upserts = sorted((key, value, number, index) for key, (value, index) in writes.items() if value is not None)
+        deletes = sorted((key,) for key, (value, _) in writes.items() if value is None)
         with self._lock:
             if number != self._height:
                 raise StoreError(f"block {number} does not follow the stored height {self._height}")
@@ -235,6 +345,14 @@ class SQLiteLedgerStore(LedgerStore):
             except sqlite3.DatabaseError as exc:
                 self._db.execute("ROLLBACK")
                 raise StoreError(f"cannot commit block {number} to {self.path}: {exc}") from exc
+            if self._checkpointer is not None:
+                self._checkpointer.commit_happened()
+            with self._cache_lock:
+                self._commits += 1
+                old = self._cache_old
+                for key, (value, _) in writes.items():
+                    old.pop(key, None)
+                    self._remember(key, value)
             self._height = number + 1
 
     def put_attestations(self, attestations: Sequence[BlockAttestation]) -> None:
@@ -264,6 +382,9 @@ class SQLiteLedgerStore(LedgerStore):
         return list(self._reader().execute(f"SELECT * FROM {table}").fetchall())
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
         with self._lock:
             self._closed = True
             for connection in self._reader_connections:

@@ -1,0 +1,128 @@
+"""Growth: does a peer stay as fast as the ledger grows from 10,000 to 1,000,000 transactions?
+
+One peer (the real commit path, as in `commit_path`) commits the benchmark mix block after block.
+At each checkpoint the commit rate over the blocks just before it is taken, and the question a
+patient asks, "who accessed my data" (`audit.accesses`), is timed for recently retired patients:
+their history is complete and the same size whenever it is asked, so any change in its latency
+comes from the size of the ledger, not of the history. Blocks are signed in segments between
+commits, with a small set of staff signers, and never while a block is being timed.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from medledger.bench.commit_path import BenchPeer
+from medledger.bench.progress import ProgressCallback, no_progress
+
+FULL_CHECKPOINTS = (10_000, 30_000, 100_000, 300_000, 1_000_000)
+QUICK_CHECKPOINTS = (10_000, 30_000)
+WINDOW = 8_000
+"""Transactions just before each checkpoint whose commit rate is reported for it."""
+PATIENTS_ASKED = 40
+QUERY_REPEATS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class GrowthPoint:
+    """The peer's figures once the ledger holds `transactions` transactions."""
+
+    transactions: int
+    """Transactions committed so far (set-up included)."""
+    commit_tps: float
+    """Committed transactions per second over the window before this point."""
+    query_ms_p50: float
+    """Median latency of `audit.accesses` over the patients asked."""
+    query_ms_max: float
+    """Slowest patient's `audit.accesses` latency."""
+    entries_returned: float
+    """Mean number of access entries each answer held."""
+    database_bytes: int
+    """Size of the peer's ledger file (and its WAL)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GrowthResult:
+    points: tuple[GrowthPoint, ...]
+    seconds: float
+    """Wall time of the whole growth run (signing included)."""
+    signing_seconds: float
+    """Of which signing the load."""
+
+    @property
+    def commit_ratio(self) -> float:
+        """Commit rate at the largest size over the rate at the smallest."""
+        return self.points[-1].commit_tps / self.points[0].commit_tps
+
+    @property
+    def top(self) -> GrowthPoint:
+        return self.points[-1]
+
+
+def _time_history_queries(bench: BenchPeer) -> tuple[float, float, float]:
+    patients = list(bench.generator.retired[-PATIENTS_ASKED:]) or list(bench.generator.patients)[:PATIENTS_ASKED]
+    latencies, returned = [], []
+    for patient in patients:
+        runs = []
+        for _ in range(QUERY_REPEATS):
+            started = time.perf_counter()
+            answer = bench.peer.query("audit", "accesses", {"patient": patient.pseudonym})
+            runs.append((time.perf_counter() - started) * 1000)
+        latencies.append(statistics.median(runs))
+        returned.append(len(answer))
+    return statistics.median(latencies), max(latencies), statistics.mean(returned)
+
+
+def _database_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists())
+
+
+def measure_growth(
+    directory: Path,
+    *,
+    checkpoints: Sequence[int] = FULL_CHECKPOINTS,
+    window: int = WINDOW,
+    block_size: int = 500,
+    workers: int = 2,
+    segment_blocks: int = 40,
+    progress: ProgressCallback | None = None,
+) -> GrowthResult:
+    """Grow a fresh ledger to `checkpoints[-1]` transactions, measuring at each checkpoint."""
+    report = progress or no_progress
+    top = checkpoints[-1]
+    started = time.perf_counter()
+    signing = 0.0
+    points: list[GrowthPoint] = []
+    bench = BenchPeer(directory, workers=workers)
+    try:
+        bench.set_up()
+        bench.checker.warm_up()
+        timed: list[tuple[int, float]] = []
+        """(transactions committed after the block, seconds it took) for blocks in a window."""
+        pending = list(checkpoints)
+        while pending:
+            count = max(1, min(segment_blocks, -(-(pending[0] - bench.committed) // block_size)))
+            sign_started = time.perf_counter()
+            signed = bench.sign_blocks(count, block_size)
+            signing += time.perf_counter() - sign_started
+            for timestamp, transactions in signed:
+                block_started = time.perf_counter()
+                bench.apply(timestamp, transactions)
+                took = time.perf_counter() - block_started
+                if bench.committed > pending[0] - window:
+                    timed.append((len(transactions), took))
+                report("growth: committing", min(bench.committed, top), top)
+            if bench.committed >= pending[0]:
+                rate = sum(n for n, _ in timed) / sum(t for _, t in timed)
+                p50, slowest, entries = _time_history_queries(bench)
+                size = _database_bytes(bench.peer.store.path)
+                points.append(GrowthPoint(bench.committed, rate, p50, slowest, entries, size))
+                timed = []
+                pending.pop(0)
+    finally:
+        bench.close()
+    return GrowthResult(tuple(points), time.perf_counter() - started, signing)

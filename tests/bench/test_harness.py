@@ -1,0 +1,96 @@
+"""The benchmark harness, run in its tiny mode: every figure is there, the JSON has exactly the
+binding keys (numbers, or null for the etcd figures when etcd is not measured), the table and the
+plot render, the load it generates is valid, and the CLI command writes its files."""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+import typer
+from rich.console import Console
+from typer.testing import CliRunner
+
+from medledger.bench import JSON_KEYS, BenchConfig, BenchReport, run_bench
+from medledger.bench.commit_path import measure_commit_path
+from medledger.bench.replicated import NOT_MEASURED
+from medledger.cli import bench as bench_command
+
+
+@pytest.fixture(scope="module")
+def tiny_report() -> BenchReport:
+    with tempfile.TemporaryDirectory() as scratch:
+        return run_bench(BenchConfig.tiny(), work_dir=Path(scratch), etcd=False)
+
+
+def test_the_json_has_exactly_the_binding_keys_as_numbers(tiny_report: BenchReport) -> None:
+    # Prepare / Execute
+    document = tiny_report.to_json()
+    # Assert
+    assert set(document) == {*JSON_KEYS, "details"}
+    for key in JSON_KEYS:
+        if key in ("etcd_tps", "etcd_p99_ms"):
+            assert document[key] is None
+        else:
+            assert isinstance(document[key], (int, float)) and document[key] > 0, key
+    assert document["details"]["etcd"] == NOT_MEASURED
+    json.dumps(document, allow_nan=False)
+
+
+def test_every_figure_is_shown_beside_the_baseline(tiny_report: BenchReport) -> None:
+    # Prepare
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    # Execute
+    tiny_report.render(console)
+    # Assert
+    text = out.getvalue()
+    assert NOT_MEASURED in text
+    assert f"{tiny_report.baseline_verify_per_s:,.0f}" in text
+    assert "commit path" in text and "targets" in text
+
+
+def test_the_plot_is_a_png(tiny_report: BenchReport, tmp_path: Path) -> None:
+    # Prepare
+    path = tmp_path / "bench.png"
+    # Execute
+    tiny_report.plot(path)
+    # Assert
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_load_is_all_valid_transactions(tmp_path: Path) -> None:
+    # Prepare / Execute
+    result = measure_commit_path(tmp_path, blocks=3, block_size=200, workers=1)
+    # Assert
+    assert result.transactions == 600
+    assert result.valid == result.transactions
+
+
+def test_the_cli_command_writes_the_json_and_the_plot(
+    tiny_report: BenchReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: the command renders the tiny run's report instead of running the quick one
+    asked: list[BenchConfig] = []
+
+    def run(config: BenchConfig, **_: object) -> BenchReport:
+        asked.append(config)
+        return tiny_report
+
+    monkeypatch.setattr("medledger.bench.run_bench", run)
+    app = typer.Typer()
+    app.command()(bench_command.bench)
+    json_path, plot_path = tmp_path / "bench.json", tmp_path / "bench.png"
+    # Execute
+    result = CliRunner().invoke(
+        app, ["--quick", "--json", str(json_path), "--plot", str(plot_path), "--work-dir", str(tmp_path)]
+    )
+    # Assert
+    assert result.exit_code == 0, result.output
+    assert [config.quick for config in asked] == [True]
+    assert "not measured: etcd backend unavailable" in result.output
+    assert set(json.loads(json_path.read_text())) >= set(JSON_KEYS)
+    assert plot_path.exists()
