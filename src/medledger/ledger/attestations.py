@@ -55,9 +55,22 @@ class BlockAttestation:
     def decode(cls, raw: bytes) -> BlockAttestation:
         value = decode(raw)
         try:
-            return cls(**value)
+            attestation = cls(**value)
         except TypeError as exc:
             raise EncodingError(f"attestation fields wrong: {exc}") from exc
+        expected = {
+            "block_number": int,
+            "block_hash": bytes,
+            "state_root": bytes,
+            "org_id": str,
+            "signer": str,
+            "signature": bytes,
+        }
+        for name, kind in expected.items():
+            field_value = getattr(attestation, name)
+            if not isinstance(field_value, kind) or (kind is int and isinstance(field_value, bool)):
+                raise EncodingError(f"attestation field {name!r} must be {kind.__name__}")
+        return attestation
 
 
 def attestation_payload(block_number: int, block_hash: Hash32, state_root: Hash32, org_id: str, signer: str) -> bytes:

@@ -65,8 +65,11 @@ class BlockHeader:
         except TypeError as exc:
             raise EncodingError(f"block header fields wrong: {exc}") from exc
         for name in ("number", "timestamp_ms", "tx_count"):
-            if not isinstance(getattr(header, name), int):
+            field_value = getattr(header, name)
+            if not isinstance(field_value, int) or isinstance(field_value, bool):
                 raise EncodingError(f"block header field {name!r} must be an integer")
+        if not isinstance(header.orderer, dict):
+            raise EncodingError("block header field 'orderer' must be a map")
         for name in ("previous_hash", "tx_root", "receipts_root", "state_root"):
             if not isinstance(getattr(header, name), bytes) or len(getattr(header, name)) != 32:
                 raise EncodingError(f"block header field {name!r} must be 32 bytes")

@@ -56,7 +56,7 @@ class TransactionProof:
     def decode(cls, raw: bytes) -> TransactionProof:
         value = decode(raw)
         try:
-            return cls(
+            proof = cls(
                 value["header"],
                 value["tx"],
                 MerkleProof.from_dict(value["tx_path"]),
@@ -65,6 +65,10 @@ class TransactionProof:
             )
         except (KeyError, TypeError) as exc:
             raise EncodingError(f"transaction proof fields wrong: {exc}") from exc
+        for name in ("header_bytes", "tx_bytes", "receipt_bytes"):
+            if not isinstance(getattr(proof, name), bytes):
+                raise EncodingError(f"transaction proof field {name!r} must be bytes")
+        return proof
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,7 +108,7 @@ class Receipt:
     def decode(cls, raw: bytes) -> Receipt:
         value = decode(raw)
         try:
-            return cls(
+            receipt = cls(
                 tx_id=value["tx_id"],
                 code=value["code"],
                 reason=value["reason"],
@@ -118,3 +118,26 @@ class Receipt:
             )
         except (KeyError, TypeError) as exc:
             raise EncodingError(f"receipt is missing or mistypes a field: {exc}") from exc
+        _require_types(
+            "receipt",
+            [
+                ("tx_id", receipt.tx_id, bytes),
+                ("code", receipt.code, str),
+                ("reason", receipt.reason, str),
+                ("reads", receipt.reads, int),
+                ("writes", receipt.writes, int),
+            ],
+        )
+        for event in receipt.events:
+            _require_types(
+                "receipt event",
+                [("contract", event.contract, str), ("name", event.name, str), ("attributes", event.attributes, dict)],
+            )
+        return receipt
+
+
+def _require_types(what: str, fields: list[tuple[str, object, type]]) -> None:
+    """EncodingError naming the first field whose value is not of its type (bool is not an int here)."""
+    for name, value, expected in fields:
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise EncodingError(f"{what} field {name!r} must be {expected.__name__}, got {type(value).__name__}")
