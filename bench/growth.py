@@ -24,7 +24,8 @@ def main() -> None:
         result = measure_growth(Path(scratch), checkpoints=checkpoints, progress=LineProgress())
     for point in result.points:
         print(
-            f"{point.transactions:>9,} tx: commit {point.commit_tps:,.0f} tx/s, 'who accessed' "
+            f"{point.transactions:>9,} tx: commit {point.commit_tps:,.0f} tx/s ({point.commit_cpu_us:,.0f} µs CPU/tx), "
+            "'who accessed' "
             f"p50 {point.query_ms_p50:.2f} ms, slowest {point.query_ms_max:.2f} ms "
             f"({point.entries_returned:.1f} entries), ledger {point.database_bytes / 1e6:,.0f} MB"
         )

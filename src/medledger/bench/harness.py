@@ -128,7 +128,7 @@ def run_bench(
         growth = measure_growth(
             root / "growth",
             checkpoints=config.growth_checkpoints,
-            window=min(8_000, config.growth_checkpoints[0] // 2),
+            window=min(10_000, config.growth_checkpoints[0]),
             block_size=config.block_size,
             progress=report,
         )

@@ -175,6 +175,10 @@ class BenchReport:
         duration("  etcd submit-to-commit p99", None if e is None else e.p99_ms)
         for size in self.growth.points:
             rate(f"commit rate at {size.transactions:,} tx", size.commit_tps)
+            cpu = size.commit_cpu_us
+            table.add_row(
+                "  commit thread CPU per tx", f"{cpu:,.0f} µs", f"{base:,.0f}", f"{cpu / 1e6 * base:.2f} verifies"
+            )
             duration(f"  'who accessed' query at {size.transactions:,} (slowest)", size.query_ms_max)
         table.add_row("growth commit ratio (largest / 10k)", f"{self.growth.commit_ratio:.2f}", f"{base:,.0f}", "-")
         console.print(table)

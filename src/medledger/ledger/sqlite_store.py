@@ -80,6 +80,12 @@ old one and the previous old one is dropped, so between 64k and 128k recent keys
 
 _MISSING = object()
 
+WRITER_CACHE_KIB = 262_144
+"""Page cache of the writer connection (256 MiB): a block's inserts land on pages all over the
+state B-tree, and once the ledger outgrows the cache each missing page is a read system call."""
+MMAP_BYTES = 1 << 30
+"""Pages are read through a memory map of up to 1 GiB (no copy through a read call)."""
+
 CHECKPOINT_INTERVAL_S = 0.5
 """The background checkpointer copies the WAL into the database at most this often."""
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
@@ -148,7 +154,8 @@ class SQLiteLedgerStore(LedgerStore):
                 self._db = self._connect()
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-                self._db.execute("PRAGMA cache_size=-65536")
+                self._db.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+                self._db.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
                 self._db.execute("PRAGMA wal_autocheckpoint=0")
                 self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
                 # Tables and schema version in one transaction: a process killed while creating the
@@ -190,6 +197,7 @@ class SQLiteLedgerStore(LedgerStore):
         if connection is None:
             connection = self._connect()
             connection.execute("PRAGMA query_only=ON")
+            connection.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
             self._readers.connection = connection
             with self._lock:
                 self._reader_connections.append(connection)
