@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from medledger.cli.network import network_app, node_app
+from medledger.cli.bench import bench
+from medledger.cli.network import network_app, node_app, orderer_app
 from medledger.cli.output import console, errors
 from medledger.cli.sharing import access_app, audit_app, consent_app, patient_app, record_app
 from medledger.core.errors import MedledgerError
@@ -46,6 +47,7 @@ def verify(
     raise typer.Exit(run_verify(console, data_dir))
 
 
+app.command()(bench)
 app.add_typer(patient_app, name="patient")
 app.add_typer(record_app, name="record")
 app.add_typer(consent_app, name="consent")
@@ -53,6 +55,7 @@ app.add_typer(access_app, name="access")
 app.add_typer(audit_app, name="audit")
 app.add_typer(network_app, name="network")
 app.add_typer(node_app, name="node")
+app.add_typer(orderer_app, name="orderer")
 
 
 @app.command()

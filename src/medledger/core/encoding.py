@@ -50,7 +50,10 @@ _PLAIN = frozenset({str, bytes, bool, type(None)})
 
 def _is_exact(value: Any, depth: int) -> bool:
     """True when `value` is made only of the exact allowed types (no subclass, no tuple), within
-    the integer range and the depth limit: what the compiled encoder may write as it is."""
+    the integer range and the depth limit: what the compiled encoder may write as it is.
+
+    Scalars inside a container are checked in place (this runs on every value hashed or stored,
+    and a call per integer would cost more than the whole check of a string)."""
     kind = type(value)
     if kind in _PLAIN:
         return True
@@ -59,20 +62,26 @@ def _is_exact(value: Any, depth: int) -> bool:
     if kind is dict:
         if depth >= MAX_DEPTH and value:
             return False
-        for key, item in value.items():
+        for key in value:
             if type(key) is not str:
                 return False
-            if type(item) not in _PLAIN and not _is_exact(item, depth + 1):
-                return False
-        return True
-    if kind is list:
+        items: Any = value.values()
+    elif kind is list:
         if depth >= MAX_DEPTH and value:
             return False
-        for item in value:  # noqa: SIM110 (a plain loop: all() over a generator is slower on this hot path)
-            if type(item) not in _PLAIN and not _is_exact(item, depth + 1):
+        items = value
+    else:
+        return False
+    for item in items:
+        item_kind = type(item)
+        if item_kind in _PLAIN:
+            continue
+        if item_kind is int:
+            if not MIN_INT <= item <= MAX_INT:
                 return False
-        return True
-    return False
+        elif not _is_exact(item, depth + 1):
+            return False
+    return True
 
 
 def _canonical_key(key: str) -> tuple[int, bytes]:

@@ -159,6 +159,17 @@ class BulkReplayIndex(ReplayIndex, Protocol):
         """Those of `tx_ids` that committed transactions consumed."""
 
 
+class ChainView(StateReader, ReplayIndex, Protocol):
+    """What executing the next block reads: the chain's tip, its state and its consumed ids. A
+    LedgerStore is one; so is a commit pipeline, which shows staged blocks as committed."""
+
+    def height(self) -> int:
+        """Number of blocks (the next block number)."""
+
+    def last_block(self) -> Block | None:
+        """The chain's tip."""
+
+
 @dataclass(frozen=True, slots=True)
 class KnownConsumedIds:
     """The answer of a BulkReplayIndex for one block's ids, asked once before executing it."""
@@ -170,7 +181,7 @@ class KnownConsumedIds:
         return tx_id in self.consumed
 
 
-def replay_index_for(store: LedgerStore, decoded: Sequence[Transaction | EncodingError]) -> ReplayIndex:
+def replay_index_for(store: ChainView, decoded: Sequence[Transaction | EncodingError]) -> ReplayIndex:
     """What `execute_transaction` asks about replays: the store itself, or its answer for the whole block."""
     if isinstance(store, BulkReplayIndex):
         return KnownConsumedIds(store.consumed_among([tx.tx_id for tx in decoded if isinstance(tx, Transaction)]))
@@ -318,7 +329,7 @@ def execute_transaction(
 
 
 def execute_block(
-    store: LedgerStore,
+    store: ChainView,
     dispatcher: ContractDispatcher,
     resolver: SignerResolver,
     rules: ChainRules,

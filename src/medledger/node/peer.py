@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +35,7 @@ from medledger.ledger.execution import (
     genesis_config_of,
 )
 from medledger.ledger.integrity import quick_check
+from medledger.ledger.pipeline import CommitPipeline, StagedBlock
 from medledger.ledger.proofs import TransactionProof, build_transaction_proof
 from medledger.ledger.receipts import Receipt
 from medledger.ledger.sqlite_store import SQLiteLedgerStore
@@ -90,6 +91,8 @@ class Peer:
         self.resolver = resolver or IdentityResolver()
         self.checker = checker
         self.store = SQLiteLedgerStore(self.data_dir / "ledger.sqlite")
+        self._pipeline = CommitPipeline(self.store, self._after_commit, name=f"commit-{org_id}")
+        """Blocks executed and waiting for their commit; execution reads through it."""
         self._rules: ChainRules | None = None
         self._waiters: dict[TxId, list[Future[Receipt]]] = {}
         self._lock = threading.Lock()
@@ -137,16 +140,52 @@ class Peer:
 
     # the commit path -------------------------------------------------------------------------
     def apply_batch(self, batch: OrderedBatch, attested_hash: Hash32 | None = None) -> CommittedBlock:
-        """Execute and commit the next batch. A batch already committed is not applied again: it is
-        checked against the stored block (a different batch for a committed height is refused).
+        """Execute and commit the next batch; return once it is durable. A batch already committed
+        is not applied again: it is checked against the stored block (a different batch for a
+        committed height is refused).
 
         `attested_hash` is the block hash a quorum of organisations attested for this height, when
         known (catching up from another peer): a batch that does not produce it is refused, naming
         the block, and nothing is committed."""
+        self._pipeline.ensure_accepting()
+        if self._pipeline.busy:
+            return self.stage_batch(batch, attested_hash).result()
         if batch.number < self.store.height():
             return self._already_committed(batch)
+        executed = self._execute(batch, attested_hash)
+        self._commit(executed)
+        return CommittedBlock(executed.block, executed.receipts, executed.writes)
+
+    def stage_batch(self, batch: OrderedBatch, attested_hash: Hash32 | None = None) -> Future[CommittedBlock]:
+        """Execute the next batch and hand its block to the commit pipeline; return a future that
+        resolves once the block is durable. The next batch may be executed at once: it reads the
+        staged block as committed while the pipeline writes it. Same checks as `apply_batch`."""
+        self._pipeline.ensure_accepting()
+        result: Future[CommittedBlock] = Future()
+        if batch.number < self._pipeline.height():
+            result.set_result(self._already_committed(batch))
+            return result
+        executed = self._execute(batch, attested_hash)
+        staged = self._pipeline.stage(executed, self._attestations_for(executed))
+
+        def resolve(done: Future[None]) -> None:
+            failure = done.exception()
+            if failure is not None:
+                result.set_exception(failure)
+            else:
+                result.set_result(CommittedBlock(executed.block, executed.receipts, executed.writes))
+
+        staged.done.add_done_callback(resolve)
+        return result
+
+    def executed_height(self) -> int:
+        """Blocks executed so far: those committed and those staged for their commit. The next
+        batch to apply or stage is this number."""
+        return self._pipeline.height()
+
+    def _execute(self, batch: OrderedBatch, attested_hash: Hash32 | None) -> ExecutedBlock:
         executed = execute_block(
-            self.store,
+            self._pipeline,
             self.registry,
             self.resolver,
             self.rules,
@@ -162,8 +201,7 @@ class Peer:
                 f"its content hashes to {executed.block.hash.hex()}, but the quorum attested "
                 f"{attested_hash.hex()}: refused, nothing committed",
             )
-        self._commit(executed)
-        return CommittedBlock(executed.block, executed.receipts, executed.writes)
+        return executed
 
     def committed_batch(self, number: int) -> OrderedBatch | None:
         """The ordered batch a committed block was executed from, for a peer catching up."""
@@ -173,15 +211,18 @@ class Peer:
         return OrderedBatch(number, block.header.timestamp_ms, block.transactions, str(block.header.orderer["orderer"]))
 
     def _already_committed(self, batch: OrderedBatch) -> CommittedBlock:
-        block = self.store.block(batch.number)
+        block = self._pipeline.block(batch.number)
         assert block is not None
         if block.header.orderer.get("batch_hash") != batch.batch_hash:
             raise IntegrityError(
                 f"block {batch.number}", "the orderer delivered a different batch for a height already committed"
             )
-        return CommittedBlock(block, tuple(self.store.receipts(batch.number)), None)
+        receipts = self._pipeline.receipts(batch.number)
+        return CommittedBlock(block, tuple(self.store.receipts(batch.number) if receipts is None else receipts), None)
 
-    def _commit(self, executed: ExecutedBlock) -> None:
+    def _attestations_for(self, executed: ExecutedBlock) -> list[BlockAttestation]:
+        """This peer's attestation of `executed`, then those received since the last commit: all
+        stored in the block's own store transaction."""
         block = executed.block
         own = attest(
             block.number,
@@ -193,7 +234,19 @@ class Peer:
         )
         with self._lock:
             received, self._pending_attestations = self._pending_attestations, []
-        self.store.commit_block(block, executed.receipts, executed.writes, [own, *received])
+        return [own, *received]
+
+    def _commit(self, executed: ExecutedBlock) -> None:
+        attestations = self._attestations_for(executed)
+        self.store.commit_block(executed.block, executed.receipts, executed.writes, attestations)
+        self._after_durable(executed, attestations)
+
+    def _after_commit(self, staged: StagedBlock) -> None:
+        """Run by the commit pipeline once a staged block is durable."""
+        self._after_durable(staged.executed, staged.attestations)
+
+    def _after_durable(self, executed: ExecutedBlock, attestations: Sequence[BlockAttestation]) -> None:
+        own, *received = attestations
         for attestation in received:
             self._compare(attestation)
         self._notify(executed)
@@ -322,11 +375,11 @@ class Peer:
 
     def _follow(self, orderer: Orderer) -> None:
         while not self._stop.is_set():
-            batch = orderer.read(self.store.height(), timeout=0.2)
+            batch = orderer.read(self._pipeline.height(), timeout=0.2)
             if batch is None:
                 continue
             try:
-                self.apply_batch(batch)
+                self.stage_batch(batch)
             except Exception:  # a failed commit must stop this peer loudly, not spin or skip a block
                 log.exception("%s: cannot commit block %d; peer stopped", self.org_id, batch.number)
                 self._stop.set()
@@ -343,9 +396,16 @@ class Peer:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        try:
+            self._pipeline.drain(timeout=30)
+        except (StoreError, TimeoutError) as exc:  # logged by the pipeline when it happened
+            log.error("%s: stopped with blocks not committed: %s", self.org_id, exc)
 
     def close(self) -> None:
-        self.stop()
+        try:
+            self.stop()
+        finally:
+            self._pipeline.close()
         with self._lock:
             self._closed = True
         self.flush_attestations()
