@@ -42,6 +42,26 @@ def test_submit_and_read_back_over_http(network: EmbeddedNetwork, http: TestClie
     proof = gateway.transaction_proof(receipt.tx_id)
     assert verify_transaction_proof(proof).tx_id == receipt.tx_id
     assert http.get("/v1/status").json()["org_id"] == "st-mary"
+    assert gateway.node == "st-mary"  # read from the node's status, as no node was given
+
+
+def test_a_proof_fetched_right_after_the_commit_checks_against_the_quorum_over_http(
+    network: EmbeddedNetwork, http: TestClient
+) -> None:
+    # Prepare
+    _, registrar = member_client(network, "st-mary", "registrar", Role.REGISTRAR)
+    credentials = Credentials.of_member(registrar)
+    gateway = HttpGateway(http, network.channel, credentials, node="st-mary")
+    gateway.now_ms = network.clock  # type: ignore[method-assign]
+    client = LedgerClient(gateway, credentials)
+    receipt = client.submit("identity", "register_patient", PatientWallet.generate().enrolment_args(network.channel))
+    # Execute: no later block is waited for
+    proven = client.proof(receipt.tx_id)
+    # Assert
+    block = network.peers["st-mary"].store.block(proven.block_number)
+    assert block is not None and proven.block_hash == block.hash
+    assert gateway.attested_block_hash(proven.block_number) == block.hash
+    assert proven.receipt.is_valid
 
 
 def test_patients_read_only_their_own_trail(network: EmbeddedNetwork, http: TestClient) -> None:
@@ -64,9 +84,9 @@ def test_unauthenticated_and_forged_requests_are_refused(network: EmbeddedNetwor
     admin = Credentials.of_member(network.admin("st-mary"))
     path = "/v1/queries/identity/orgs"
     body = b"{}"
-    good = signed_headers(admin, "POST", path, body, network.clock())
+    good = signed_headers(admin, "POST", path, body, network.clock(), node="st-mary")
     forged = {**good, "X-Medledger-Signature": base64.b64encode(bytes(64)).decode()}
-    stale = signed_headers(admin, "POST", path, body, network.clock() - 10 * 60 * 1000)
+    stale = signed_headers(admin, "POST", path, body, network.clock() - 10 * 60 * 1000, node="st-mary")
     json_type = {"Content-Type": "application/json"}
     # Execute
     missing = http.post(path, content=body, headers=json_type)
@@ -96,7 +116,7 @@ def test_proof_of_unknown_transaction_is_404(network: EmbeddedNetwork, http: Tes
     admin = Credentials.of_member(network.admin("st-mary"))
     path = f"/v1/transactions/{'ab' * 32}/proof"
     # Execute
-    response = http.get(path, headers=signed_headers(admin, "GET", path, b"", network.clock()))
+    response = http.get(path, headers=signed_headers(admin, "GET", path, b"", network.clock(), node="st-mary"))
     # Assert
     assert response.status_code == 404
 

@@ -63,6 +63,7 @@ def test_demo_runs_verifies_and_continues(tmp_path: Path) -> None:
     assert records_after_first == 150 + shared
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "OK" in verified.stdout and "5 ledger(s) verified" in verified.stdout
+    assert "1 vault(s) verified" in verified.stdout
     assert second.returncode == 0, second.stdout + second.stderr
     assert "yes" in next(line for line in second.stdout.splitlines() if "same state root" in line)
     assert record_count(data_dir) == 300 + 2 * shared

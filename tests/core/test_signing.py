@@ -1,5 +1,6 @@
 """Tests of domain-bound Ed25519 signatures: a signature verifies only for its own domain,
-payload and key, malformed keys and signatures are refused quietly, and errors name the domain."""
+payload and key, malformed keys and signatures are refused quietly, and errors name the domain.
+The signed payload of a REST request is pinned byte for byte, and binds every one of its fields."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import pytest
 
 from medledger.core.errors import SignatureError
 from medledger.core.signing import (
+    API_NONCE_SIZE,
     PUBLIC_KEY_SIZE,
     SEED_SIZE,
     SIGNATURE_SIZE,
     Domain,
     SigningKey,
+    api_request_payload,
     signature_is_valid,
     signing_message,
     verify_signature,
@@ -168,3 +171,54 @@ def test_verify_signature_raises_for_a_signature_of_another_domain() -> None:
     # Execute / Assert
     with pytest.raises(SignatureError, match=Domain.TRANSACTION.value):
         verify_signature(Domain.TRANSACTION, KEY.public_key, PAYLOAD, signature)
+
+
+# the signed payload of a REST request --------------------------------------------------------------
+
+REQUEST = {
+    "node": "st-mary",
+    "method": "get",
+    "path": "/v1/status",
+    "body": b"",
+    "timestamp_ms": 1_767_225_600_000,
+    "nonce": bytes(range(API_NONCE_SIZE)),
+}
+
+
+def test_the_api_request_payload_is_pinned_byte_for_byte() -> None:
+    # Prepare: canonical CBOR of [node, METHOD, path, sha256(body), timestamp, nonce], spelled out
+    expected = (
+        "86"  # array of 6
+        + "67" + b"st-mary".hex()  # text(7)
+        + "63" + b"GET".hex()  # text(3): the method upper-cased
+        + "6a" + b"/v1/status".hex()  # text(10)
+        + "5820" + "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # bytes(32): SHA-256("")
+        + "1b" + (1_767_225_600_000).to_bytes(8, "big").hex()  # uint64
+        + "50" + bytes(range(16)).hex()  # bytes(16)
+    )  # fmt: skip
+    # Execute
+    payload = api_request_payload(**REQUEST)  # type: ignore[arg-type]
+    # Assert
+    assert payload.hex() == expected
+    assert Domain.API_REQUEST.value == "medledger/api-request/v2"
+
+
+@pytest.mark.parametrize(
+    ("field", "other"),
+    [
+        ("node", "city-general"),
+        ("method", "POST"),
+        ("path", "/v1/status?x=1"),
+        ("body", b"{}"),
+        ("timestamp_ms", 1_767_225_600_001),
+        ("nonce", bytes(API_NONCE_SIZE)),
+    ],
+)
+def test_a_request_signature_does_not_verify_once_any_field_changes(field: str, other: object) -> None:
+    # Prepare
+    signature = KEY.sign(Domain.API_REQUEST, api_request_payload(**REQUEST))  # type: ignore[arg-type]
+    changed = api_request_payload(**{**REQUEST, field: other})  # type: ignore[arg-type]
+    # Execute
+    valid = signature_is_valid(Domain.API_REQUEST, KEY.public_key, changed, signature)
+    # Assert
+    assert not valid

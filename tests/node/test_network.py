@@ -173,6 +173,7 @@ def test_the_same_signed_transaction_sent_twice_is_applied_once(
     network.gateway("city-general").submit(tx.encoded)  # a replay of the committed bytes, in a later block
     _wait_for_receipts(network, tx, 2)
     again = LedgerClient.wait(client.send(tx))
+    _wait_until_converged(network)
     # Assert
     assert receipts[0] == receipts[1] == again and again.is_valid
     for peer in network.iter_peers():
@@ -181,6 +182,17 @@ def test_the_same_signed_transaction_sent_twice_is_applied_once(
         assert set(codes) == {VALID, RejectionCode.DUPLICATE_TX}, (peer.org_id, codes)
         assert _record_count(network, peer.org_id) == records_before + 1
     assert len({(s.height, s.state_root) for s in network.statuses()}) == 1
+
+
+def _wait_until_converged(network: EmbeddedNetwork) -> None:
+    """Wait until every batch the orderer cut is committed by every peer and no new batch came (a
+    submission may still be on the cutter's timer when the last receipt arrives)."""
+    for _ in range(100):
+        assert network.wait_until_synced()
+        time.sleep(0.1)
+        if len({(s.height, s.state_root) for s in network.statuses()}) == 1 and network.wait_until_synced(0):
+            return
+    raise AssertionError("the peers never converged on one height")
 
 
 def _wait_for_receipts(network: EmbeddedNetwork, tx: Transaction, count: int) -> None:

@@ -1,6 +1,6 @@
 """Tamper evidence of a data directory: changing any single stored byte of a block, transaction,
-receipt, state row, attestation or meta row makes `medledger verify` fail and name the place,
-and restoring the byte makes it pass again."""
+receipt, state row, superseded state value, attestation or meta row makes `medledger verify` fail
+and name the place, and restoring the byte makes it pass again."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ from typer.testing import CliRunner
 
 from medledger.cli.main import app
 from medledger.core.identity import Role
+from medledger.ledger.errors import IntegrityError
+from medledger.ledger.integrity import check_at_start_up
+from medledger.ledger.sqlite_store import SQLiteLedgerStore
 from medledger.node.network import EmbeddedNetwork
 from medledger.node.verification import verify_directory
 from medledger.ordering.cutter import CutterConfig
@@ -30,6 +33,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "state": ("key",),
     "attestations": ("block_number", "org_id"),
     "meta": ("key",),
+    "state_history": ("key", "block_number"),
 }
 """Primary key columns of each ledger table: how a mutated row is found again to restore it."""
 
@@ -39,6 +43,7 @@ MUTATED_COLUMNS: dict[str, tuple[str, ...]] = {
     "state": ("key", "value", "block_number", "tx_index"),
     "attestations": ("attestation", "block_number", "org_id"),
     "meta": ("key", "value"),
+    "state_history": ("key", "value", "block_number", "tx_index"),
 }
 
 PEER = "st-mary"
@@ -70,7 +75,8 @@ def _short(value: Any) -> str:
 
 
 def _build_data_dir(data_dir: Path) -> None:
-    """A small network: two registrars, a few patients, two dozen records, one rejection, one replay."""
+    """A small network: two registrars, a few patients, two dozen records (one of them retired, so
+    its first entry is a superseded value), one rejection, one replay."""
     network = EmbeddedNetwork.create(data_dir, clock=ManualClock(), cutter=CutterConfig(max_tx=100, time_to_cut_ms=20))
     network.start()
     try:
@@ -100,6 +106,9 @@ def _build_data_dir(data_dir: Path) -> None:
         for future in [*futures, first, second]:
             LedgerClient.wait(future)
         assert not LedgerClient.wait(rejected, check=False).is_valid
+        (registered,) = LedgerClient.wait(futures[0]).events
+        retire = {"record_id": registered.attributes["record_id"], "reason": "entered for the wrong patient"}
+        LedgerClient.wait(mary.send(mary.prepare("records", "retire", retire)))
     finally:
         network.stop()
 
@@ -171,6 +180,9 @@ def _expected_place(mutation: Mutation) -> list[str]:
         return [rf"state row {re.escape(repr(k))}" for k in keys]
     if table == "attestations":
         return [r"\battestation\b"]
+    if table == "state_history":
+        keys = {row["key"], mutation.tampered if mutation.column == "key" else row["key"]}
+        return [rf"state history row {re.escape(repr(k))}" for k in keys]
     return [r"\bmeta\b", r"\bschema version\b"]
 
 
@@ -224,6 +236,68 @@ def test_every_single_value_change_is_caught_and_named(network_copy: Path) -> No
     if found:
         pytest.fail("\n".join(found), pytrace=False)
     assert len(mutations) >= 100
+    assert skipped <= len(mutations) // 10, f"{skipped} of {len(mutations)} mutations skipped"
+
+
+NOT_COMMITTED_BY_HEADERS = {("state", "tx_index"), ("state_history", "tx_index")}
+"""Stored values no block header commits to: only the full replay of `medledger verify` checks them."""
+
+
+def _expected_start_up_place(mutation: Mutation) -> list[str]:
+    """Patterns of which the start-up fault must match one: the block the value belongs to (or the
+    block a changed number points at), or the state row itself."""
+    row, table = mutation.row, mutation.table
+    if table == "meta":
+        return [r"\bmeta\b"]
+    number = row["number"] if table == "blocks" else row["block_number"]
+    places = [rf"\bblock {number}\b", rf"\bblock {number + 1}\b"]
+    if table in ("state", "state_history"):
+        places += [rf"state (history )?row {re.escape(repr(row['key']))}"]
+    return places
+
+
+def test_every_single_value_change_the_headers_commit_to_is_caught_at_start_up(network_copy: Path) -> None:
+    """The start-up check executes nothing, yet every stored value that a block header commits to
+    (bodies, receipts and their columns, state rows, superseded values) is hashed against it."""
+    # Prepare
+    path = network_copy / "peers" / PEER / "ledger.sqlite"
+    db = sqlite3.connect(path, isolation_level=None)
+    mutations = [
+        m for m in _mutations(db) if m.table != "attestations" and (m.table, m.column) not in NOT_COMMITTED_BY_HEADERS
+    ]
+    missed: list[str] = []
+    unnamed: list[str] = []
+    skipped = 0
+    # Execute
+    try:
+        for mutation in mutations:
+            try:
+                _write(db, mutation, mutation.tampered, mutation.original)
+            except sqlite3.IntegrityError:
+                skipped += 1
+                continue
+            store = SQLiteLedgerStore(path, read_only=True)
+            try:
+                check_at_start_up(store)
+            except IntegrityError as fault:
+                if not any(re.search(p, str(fault)) for p in _expected_start_up_place(mutation)):
+                    unnamed.append(f"{mutation.describe()}: {fault}")
+            else:
+                missed.append(mutation.describe())
+            finally:
+                store.close()
+            _write(db, mutation, mutation.original, mutation.tampered)
+        store = SQLiteLedgerStore(path, read_only=True)
+        try:
+            restored = check_at_start_up(store)
+        finally:
+            store.close()
+    finally:
+        db.close()
+    # Assert
+    assert missed == [], "changes start-up did not notice:\n  " + "\n  ".join(missed)
+    assert unnamed == [], "faults that do not name the changed place:\n  " + "\n  ".join(unnamed)
+    assert restored.superseded_rows == 2 and restored.state_rows > 0
     assert skipped <= len(mutations) // 10, f"{skipped} of {len(mutations)} mutations skipped"
 
 

@@ -1,4 +1,5 @@
-"""One abstract test suite for the Orderer interface, run against every backend."""
+"""One abstract test suite for the Orderer interface, run against every backend: the solo orderer in
+process, the etcd orderer, and the solo orderer served over HTTP and reached through RemoteOrderer."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from medledger.ordering.cutter import CutterConfig
 from medledger.ordering.etcd import EtcdOrderer
 from medledger.ordering.etcd_cluster import EtcdCluster
 from medledger.ordering.orderer import Orderer, OrderingError
+from medledger.ordering.relay import AttestationRelay
+from medledger.ordering.remote import RemoteOrderer
 from medledger.ordering.solo import SoloOrderer
+from medledger.ordering.solo_server import OrdererServer, create_orderer_app
 
 OrdererFactory = Callable[[CutterConfig], Orderer]
 
@@ -138,3 +142,26 @@ class TestEtcdOrderer(OrdererSuite):
         yield make
         for orderer in made:
             orderer.close()
+
+
+class TestRemoteSoloOrderer(OrdererSuite):
+    @pytest.fixture
+    def factory(self, tmp_path: Path) -> Iterator[OrdererFactory]:
+        served: list[tuple[OrdererServer, SoloOrderer, AttestationRelay]] = []
+        made: list[RemoteOrderer] = []
+
+        def make(config: CutterConfig) -> Orderer:
+            solo = SoloOrderer(tmp_path / f"orderer-{len(served)}.sqlite", config)
+            relay = AttestationRelay(tmp_path / f"relay-{len(served)}.sqlite")
+            server = OrdererServer(create_orderer_app(solo, relay)).start()
+            served.append((server, solo, relay))
+            made.append(RemoteOrderer(server.url))
+            return made[-1]
+
+        yield make
+        for orderer in made:
+            orderer.close()
+        for server, solo, relay in served:
+            server.stop()
+            solo.close()
+            relay.close()

@@ -1,8 +1,11 @@
 """Byzantine peers and a misbehaving orderer on the embedded network.
 
-A peer whose store was altered commits a different block; the other organisations' attestations
-outvote it, every honest peer flags it (Peer.diverged), and a client reading through it gets no
-proof that passes (LedgerClient.proof compares with the quorum-attested hash). Attestations that are
+A peer that executes differently (its contracts act as if a patient had never enrolled, as a peer
+whose state lost that row would; an altered ledger file no longer opens, see test_tamper_at_rest.py)
+commits a different block; the other organisations' attestations
+outvote it, every honest peer flags it (Peer.diverged), and a client reading through it, in process
+or over REST, gets no proof that passes (LedgerClient.proof compares with the quorum-attested hash,
+and refuses a block no quorum attested, as when the peer withholds attestations). Attestations that are
 not signed by the named organisation's peer are dropped; a minority of colluding organisations
 cannot move the quorum. An orderer that gives two peers two different batches for one height is
 caught by the same attestations. A Byzantine peer *process* on the replicated (etcd) network is not
@@ -15,24 +18,33 @@ from __future__ import annotations
 import dataclasses
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
+from medledger.api import create_app
+from medledger.contracts.default import default_registry
+from medledger.contracts.framework import ContractError, ContractRegistry
+from medledger.contracts.identity import apply_genesis
 from medledger.core.encoding import encode
-from medledger.core.errors import MedledgerError
 from medledger.core.identity import MemberIdentity, Role
 from medledger.ledger.attestations import attest
 from medledger.ledger.errors import IntegrityError
+from medledger.ledger.execution import TxContext
 from medledger.ledger.receipts import VALID
+from medledger.ledger.state import TxState
 from medledger.node.attestation_board import EtcdAttestationBoard, quorum_hash
 from medledger.node.network import EmbeddedNetwork
 from medledger.node.peer import Peer
+from medledger.node.service import LedgerService
 from medledger.node.verification import verify_directory
 from medledger.ordering.orderer import OrderedBatch
-from medledger.sdk import Credentials, LedgerClient, PatientWallet
+from medledger.sdk import Credentials, LedgerClient, NoQuorumAttestation, NotTheAttestedBlock, PatientWallet
+from medledger.sdk.rest import HttpGateway
 from tests.conftest import LedgerHarness, member_client, start_twin
 from tests.security.attacks import AttackClass, AttackLog
 from tests.security.ordering import settle_attestations
@@ -44,7 +56,7 @@ HONEST_ORGS = ("city-general", "health-authority", "mutual-health", "northern-re
 
 @dataclass
 class Registration:
-    """A record registered while one peer's store had been altered."""
+    """A record registered while one peer executed differently."""
 
     tx_id: bytes
     block_number: int
@@ -95,33 +107,36 @@ def cluster(network: EmbeddedNetwork) -> Iterator[Cluster]:
     yield Cluster(network, registrar, patient)
 
 
-def alter_store(cluster: Cluster) -> None:
-    """Delete the patient from the Byzantine peer's ledger file, then restart that peer on it (a
-    running peer keeps committed state in memory, so the change takes hold when it reopens)."""
-    path = cluster.peer(BYZANTINE_ORG).store.path
-    db = sqlite3.connect(path, isolation_level=None)
-    try:
-        deleted = db.execute("DELETE FROM state WHERE key=?", (f"identity/patient/{cluster.patient.pseudonym}",))
-        assert deleted.rowcount == 1
-    finally:
-        db.close()
-    cluster.network.restart_peer(BYZANTINE_ORG)
-    assert cluster.network.wait_until_synced()
+class ForgetfulRegistry(ContractRegistry):
+    """The contracts as the Byzantine peer runs them: records of one patient are refused as if the
+    patient had never enrolled."""
+
+    def __init__(self, patient: str) -> None:
+        super().__init__(default_registry().contracts.values(), genesis=apply_genesis)
+        self.patient = patient
+
+    def execute(self, state: TxState, ctx: TxContext, contract: str, function: str, args: Mapping[str, Any]) -> None:
+        if (contract, function) == ("records", "register") and args.get("patient") == self.patient:
+            raise ContractError("UNKNOWN_PATIENT", f"no enrolled patient {self.patient}")
+        super().execute(state, ctx, contract, function, args)
 
 
-def test_a_peer_with_an_altered_store_is_flagged_and_its_proofs_are_refused(
-    cluster: Cluster, attacks: AttackLog
-) -> None:
-    # Prepare: the Byzantine peer will execute the next registration against altered state
-    alter_store(cluster)
-    attacks.tried(BYZANTINE, "peer with an altered store commits another state root: flagged by every honest peer")
+def make_diverge(cluster: Cluster) -> None:
+    """From now on the Byzantine peer executes registrations for the patient differently."""
+    cluster.peer(BYZANTINE_ORG).registry = ForgetfulRegistry(cluster.patient.pseudonym)
+
+
+def test_a_diverging_peer_is_flagged_and_its_proofs_are_refused(cluster: Cluster, attacks: AttackLog) -> None:
+    # Prepare: the Byzantine peer will execute the next registration differently
+    make_diverge(cluster)
+    attacks.tried(BYZANTINE, "diverging peer commits another state root: flagged by every honest peer")
     attacks.tried(BYZANTINE, "client reading through that peer gets a proof of its block")
     attacks.tried(BYZANTINE, "medledger verify of the network directory")
     # Execute
     registration = cluster.register("diverging")
     cluster.settle_attestations(registration.block_number)
     byzantine_receipt = cluster.peer(BYZANTINE_ORG).receipt(registration.tx_id)
-    with pytest.raises(MedledgerError) as refused:
+    with pytest.raises(NotTheAttestedBlock) as refused:
         cluster.client(BYZANTINE_ORG).proof(registration.tx_id)
     honest_proof = cluster.client("city-general").proof(registration.tx_id)
     report = verify_directory(cluster.network.data_dir)
@@ -134,34 +149,65 @@ def test_a_peer_with_an_altered_store_is_flagged_and_its_proofs_are_refused(
     assert not report.ok and BYZANTINE_ORG in (report.fault or "")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="VULNERABILITY: LedgerClient.proof trusts a proof when the gateway knows no quorum for its block "
-    "(attested_block_hash is None): a peer that withholds or drops attestations has its own block accepted; "
-    "the same holds for every block's first moments (attestations are stored with the next commit) and "
-    "always over REST (HttpGateway.attested_block_hash returns None)",
-)
 def test_a_peer_that_withholds_attestations_cannot_pass_off_its_block(cluster: Cluster, attacks: AttackLog) -> None:
     # Prepare: the Byzantine peer diverges, then drops the attestations it holds for that block
-    alter_store(cluster)
+    make_diverge(cluster)
     registration = cluster.register("diverging")
     cluster.settle_attestations(registration.block_number)
-    db = sqlite3.connect(cluster.peer(BYZANTINE_ORG).store.path, isolation_level=None)
-    try:
-        db.execute("DELETE FROM attestations WHERE block_number=?", (registration.block_number,))
-    finally:
-        db.close()
+    withhold_attestations(cluster, registration.block_number)
     attacks.tried(BYZANTINE, "Byzantine peer withholds the attestations of its diverging block")
     # Execute
-    try:
-        proven = cluster.client(BYZANTINE_ORG).proof(registration.tx_id)
-    except MedledgerError:
-        accepted = False
-    else:
-        accepted = True
+    with pytest.raises(NoQuorumAttestation) as refused:
+        cluster.client(BYZANTINE_ORG).proof(registration.tx_id, timeout=0.5)
     # Assert
-    assert not accepted, f"the client accepted block {proven.block_number} that no quorum attested"
+    assert refused.value.block_number == registration.block_number
+    assert "no majority of organisations attested" in str(refused.value)
+
+
+def withhold_attestations(cluster: Cluster, number: int) -> None:
+    """Delete every attestation of block `number` from the Byzantine peer's ledger file."""
+    db = sqlite3.connect(cluster.peer(BYZANTINE_ORG).store.path, isolation_level=None)
+    try:
+        db.execute("DELETE FROM attestations WHERE block_number=?", (number,))
+    finally:
+        db.close()
+
+
+def rest_client(cluster: Cluster, org_id: str, http: TestClient) -> LedgerClient:
+    """The registrar's client reading through `org_id`'s REST API."""
+    credentials = Credentials.of_member(cluster.registrar)
+    gateway = HttpGateway(http, cluster.network.channel, credentials, node=org_id)
+    gateway.now_ms = cluster.network.clock  # type: ignore[method-assign]
+    return LedgerClient(gateway, credentials)
+
+
+def rest_face(cluster: Cluster, org_id: str) -> TestClient:
+    assert cluster.network.orderer is not None
+    service = LedgerService(cluster.peer(org_id), cluster.network.orderer, cluster.network.clock)
+    return TestClient(create_app(service), raise_server_exceptions=False)
+
+
+def test_over_rest_a_diverged_or_withholding_peer_cannot_pass_off_its_block(
+    cluster: Cluster, attacks: AttackLog
+) -> None:
+    # Prepare: the Byzantine peer diverges on a registration; the client checks attestations itself
+    make_diverge(cluster)
+    registration = cluster.register("diverging")
+    cluster.settle_attestations(registration.block_number)
+    attacks.tried(BYZANTINE, "client reading a diverged peer's proof over its REST API")
+    attacks.tried(BYZANTINE, "Byzantine peer withholds the attestations of its diverging block from REST clients")
+    # Execute
+    with rest_face(cluster, BYZANTINE_ORG) as byzantine, rest_face(cluster, "city-general") as honest:
+        with pytest.raises(NotTheAttestedBlock) as diverged:
+            rest_client(cluster, BYZANTINE_ORG, byzantine).proof(registration.tx_id)
+        honest_proof = rest_client(cluster, "city-general", honest).proof(registration.tx_id)
+        withhold_attestations(cluster, registration.block_number)
+        with pytest.raises(NoQuorumAttestation) as withheld:
+            rest_client(cluster, BYZANTINE_ORG, byzantine).proof(registration.tx_id, timeout=0.5)
+    # Assert
+    assert "not the block the quorum attested" in str(diverged.value)
+    assert honest_proof.receipt.code == VALID
+    assert withheld.value.block_number == registration.block_number
 
 
 def test_attestations_not_signed_by_the_named_organisations_peer_are_dropped(

@@ -1,6 +1,7 @@
 """Attacks on a node's REST API (medledger.api over medledger.node.service.LedgerService): forged,
-mis-bound, cross-domain, stale and replayed request signatures, callers reading what is not theirs,
-and path values outside what the store can hold. Each must end in a 4xx with an `error` sentence.
+mis-bound, cross-domain, stale and replayed request signatures, requests signed for another node,
+callers reading what is not theirs, and path values outside what the store can hold. Each must end
+in a 4xx with an `error` sentence.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import base64
 import json
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
@@ -41,8 +43,11 @@ class Api:
     alice: PatientWallet
     bob: PatientWallet
 
-    def headers(self, credentials: Credentials, method: str, path: str, body: bytes = b"") -> dict[str, str]:
-        return {**signed_headers(credentials, method, path, body, self.clock()), **JSON}
+    def headers(
+        self, credentials: Credentials, method: str, path: str, body: bytes = b"", node: str = "st-mary"
+    ) -> dict[str, str]:
+        """Signed headers of one request addressed to `node` (St Mary's unless said otherwise)."""
+        return {**signed_headers(credentials, method, path, body, self.clock(), node=node), **JSON}
 
 
 def node(network: EmbeddedNetwork, org_id: str) -> TestClient:
@@ -84,14 +89,17 @@ def test_forged_misbound_and_cross_domain_request_signatures_are_401(api: Api, a
     path, other_path = trail_path(api.alice), trail_path(api.bob)
     now = api.clock()
     genuine = api.headers(alice, "GET", path)
+    nonce = bytes.fromhex(genuine["X-Medledger-Nonce"])
 
-    def signed(key: SigningKey, domain: Domain, method: str = "GET", body: bytes = b"") -> dict[str, str]:
+    def signed(
+        key: SigningKey, domain: Domain, method: str = "GET", body: bytes = b"", node: str = "st-mary"
+    ) -> dict[str, str]:
         """The genuine headers with the signature replaced by one of `key` in `domain`."""
-        signature = key.sign(domain, api_request_payload(method, path, body, now))
+        signature = key.sign(domain, api_request_payload(node, method, path, body, now, nonce))
         return {**genuine, "X-Medledger-Signature": base64.b64encode(signature).decode()}
 
     key = api.alice.signing_key
-    stale = {**signed_headers(alice, "GET", path, b"", now - MAX_REQUEST_SKEW_MS - 1), **JSON}
+    stale = {**signed_headers(alice, "GET", path, b"", now - MAX_REQUEST_SKEW_MS - 1, node="st-mary"), **JSON}
     variants: dict[str, tuple[str, dict[str, str]]] = {
         "random signature bytes": (
             path,
@@ -103,7 +111,16 @@ def test_forged_misbound_and_cross_domain_request_signatures_are_401(api: Api, a
         "signature over another body": (path, signed(key, Domain.API_REQUEST, body=b"{}")),
         "signature in the vault-request domain": (path, signed(key, Domain.VAULT_REQUEST)),
         "signature in the transaction domain": (path, signed(key, Domain.TRANSACTION)),
+        "signature for another node, node header set to this one": (path, signed(key, Domain.API_REQUEST, node="x")),
         "timestamp header changed after signing": (path, {**genuine, "X-Medledger-Timestamp": str(now + 1)}),
+        "nonce header changed after signing": (path, {**genuine, "X-Medledger-Nonce": os.urandom(16).hex()}),
+        "nonce that is not hex": (path, {**genuine, "X-Medledger-Nonce": "not hex"}),
+        "nonce of 8 bytes": (path, {**genuine, "X-Medledger-Nonce": nonce[:8].hex()}),
+        "request without a nonce": (
+            path,
+            {k: v for k, v in genuine.items() if k != "X-Medledger-Nonce"},
+        ),
+        "request without a node": (path, {k: v for k, v in genuine.items() if k != "X-Medledger-Node"}),
         "signature that is not base64": (path, {**genuine, "X-Medledger-Signature": "!!not base64!!"}),
         "no signature headers at all": (path, JSON),
         "another patient's name on Alice's signature": (
@@ -199,38 +216,73 @@ def test_callers_cannot_read_what_is_not_theirs(api: Api, attacks: AttackLog) ->
     assert researcher_client.query("identity", "orgs")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="VULNERABILITY: a captured signed REST request is accepted again for up to 5 minutes "
-    "(LedgerService.authenticate checks only the timestamp window; nothing remembers a request)",
-)
 def test_a_replayed_signed_request_is_refused(api: Api, attacks: AttackLog) -> None:
     # Prepare: the auditor's signed request for Alice's trail, captured on the way
     path = trail_path(api.alice)
     captured = api.headers(Credentials.of_member(api.auditor), "GET", path)
     first = api.mary.get(path, headers=captured)
     attacks.tried(REST, "the same signed request sent a second time within the five-minute window")
+    attacks.tried(REST, "the same signed request sent again at the edge of the five-minute window")
+    attacks.tried(REST, "the same signed request sent again after the five-minute window")
     # Execute
     replay = api.mary.get(path, headers=captured)
+    api.clock.advance(MAX_REQUEST_SKEW_MS)
+    at_the_edge = api.mary.get(path, headers=captured)
+    api.clock.advance(1)
+    after_the_window = api.mary.get(path, headers=captured)
+    fresh = api.mary.get(path, headers=api.headers(Credentials.of_member(api.auditor), "GET", path))
     # Assert
     assert first.status_code == 200
-    assert replay.status_code == 401, "the replayed request was served"
+    assert replay.status_code == 401 and "REPLAYED" in replay.json()["error"], replay.text
+    assert at_the_edge.status_code == 401 and "REPLAYED" in at_the_edge.json()["error"], at_the_edge.text
+    assert after_the_window.status_code == 401 and "5 minutes" in after_the_window.json()["error"]
+    assert fresh.status_code == 200, "a freshly signed request by the same caller is served"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="VULNERABILITY: a request signed for one organisation's node is accepted by every other node "
-    "(api_request_payload binds method, path, body and time, but not the node it is meant for)",
-)
+def test_a_request_captured_before_the_node_restarted_is_refused_after(api: Api, attacks: AttackLog) -> None:
+    # Prepare: the auditor's request is served, then St Mary's node restarts (a new service, empty memory)
+    path = trail_path(api.alice)
+    captured = api.headers(Credentials.of_member(api.auditor), "GET", path)
+    first = api.mary.get(path, headers=captured)
+    api.clock.advance(1)
+    attacks.tried(REST, "a signed request served before the node restarted, sent again after")
+    # Execute
+    with node(api.network, "st-mary") as restarted:
+        replay = restarted.get(path, headers=captured)
+        fresh = restarted.get(path, headers=api.headers(Credentials.of_member(api.auditor), "GET", path))
+    # Assert
+    assert first.status_code == 200
+    assert replay.status_code == 401 and "REQUEST_TOO_OLD" in replay.json()["error"], replay.text
+    assert fresh.status_code == 200
+
+
+def test_concurrent_copies_of_one_signed_request_are_served_once(api: Api, attacks: AttackLog) -> None:
+    # Prepare: eight copies of one captured request, sent at once
+    path = trail_path(api.alice)
+    captured = api.headers(Credentials.of_member(api.auditor), "GET", path)
+    attacks.tried(REST, "eight copies of one signed request sent concurrently")
+    # Execute
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(lambda _: api.mary.get(path, headers=captured).status_code, range(8)))
+    # Assert
+    assert sorted(statuses) == [200] + [401] * 7, statuses
+
+
 def test_a_request_signed_for_one_node_is_refused_by_another(api: Api, attacks: AttackLog) -> None:
     # Prepare: the auditor signs for St Mary's node; the request is sent to City General's instead
     path = trail_path(api.alice)
     signed_for_mary = api.headers(Credentials.of_member(api.auditor), "GET", path)
+    relabelled = {**signed_for_mary, "X-Medledger-Node": "city-general"}
     attacks.tried(REST, "request signed for St Mary's node replayed at City General's node")
+    attacks.tried(REST, "request signed for St Mary's node, node header rewritten to City General")
     # Execute
     at_city = api.city.get(path, headers=signed_for_mary)
+    relabelled_at_city = api.city.get(path, headers=relabelled)
+    at_mary = api.mary.get(path, headers=signed_for_mary)
     # Assert
-    assert at_city.status_code == 401, "City General served a request signed for St Mary's node"
+    assert at_city.status_code == 401 and "WRONG_NODE" in at_city.json()["error"], at_city.text
+    assert relabelled_at_city.status_code == 401 and "does not verify" in relabelled_at_city.json()["error"]
+    assert at_mary.status_code == 200, "the node the request was signed for serves it"
 
 
 @pytest.mark.parametrize("template", ["/v1/blocks/{}", "/v1/blocks/{}/attestations", "/v1/batches/{}"])

@@ -1,13 +1,19 @@
 """Tampering with a stopped network's files: a block, the transactions in it, a record's index entry,
 an audit entry, a receipt, and a vault ciphertext. Each change must be caught when the node starts
-(EmbeddedNetwork.start opens each Peer, whose constructor runs `quick_check`), by `medledger verify`
+(EmbeddedNetwork.start opens each Peer, whose constructor runs `check_at_start_up`, and each vault,
+which scrubs its ciphertexts when it opens), by `medledger verify`
 (medledger.node.verification.verify_directory, which the command renders), and, for vault bytes,
 when the record is delivered.
 
-What start-up does today: `quick_check` re-hashes every block header, checks every link and every
-body against its transaction root, and the receipts of the 16 latest blocks against their roots. It
-does not look at state rows, at older receipts or at the vault; the strict xfail tests below show
-which changes go unnoticed until `medledger verify` runs, or at all.
+What start-up checks: `check_at_start_up` executes nothing but hashes every stored byte the block
+headers commit to: each header and link, each body against its transaction root, every block's
+receipts against its receipts root, and the state rows and superseded values each block wrote
+against its state root. A vault re-hashes every stored ciphertext against its row. The limits: a
+state row's transaction index and the attestations are checked by `medledger verify` only (the
+headers do not commit to them); a vault host that re-encrypts a record and rewrites every stored
+hash is caught only against the ledger (by `medledger verify` and at delivery), not when the vault
+opens; and whoever can rewrite a whole chain of headers consistently is caught only by the other
+organisations' attestations.
 """
 
 from __future__ import annotations
@@ -261,64 +267,52 @@ def test_a_changed_receipt_is_caught_by_verify_and_a_recent_one_at_start_up(
     assert f"block {old} transaction 0" in fault
 
 
-START_UP_CHECK = (
-    "start-up (Peer.__init__ -> medledger.ledger.integrity.quick_check) checks block headers, links, "
-    "transaction roots and the receipts of the 16 latest blocks only"
-)
+def _written_by(db: sqlite3.Connection, key: str) -> int:
+    """The block that last wrote a state row."""
+    (number,) = db.execute("SELECT block_number FROM state WHERE key=?", (key,)).fetchone()
+    return int(number)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="VULNERABILITY: a peer starts on a ledger whose record index entry was rewritten on disk and serves "
-    f"it until `medledger verify` runs: {START_UP_CHECK}, never the state rows",
-)
 def test_a_changed_record_entry_is_caught_at_start_up(
     scenario: Scenario, ledger_db: sqlite3.Connection, attacks: AttackLog
 ) -> None:
     # Prepare
+    number = _written_by(ledger_db, f"records/entry/{scenario.record_id}")
     _rewrite_record(ledger_db, scenario.record_id)
     attacks.tried(TAMPER, "a record's content hash rewritten in the state table, caught at start-up")
     # Execute
     fault = start_up_fault(scenario.data_dir)
     # Assert
     assert fault is not None, "the peer started on a ledger with a rewritten record entry"
+    assert fault.location == f"block {number}" and "state_root" in fault.problem
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="VULNERABILITY: a peer starts on a ledger whose audit trail lost an entry on disk and serves the "
-    f"shortened trail until `medledger verify` runs: {START_UP_CHECK}, never the state rows",
-)
 def test_a_deleted_audit_entry_is_caught_at_start_up(
     scenario: Scenario, ledger_db: sqlite3.Connection, attacks: AttackLog
 ) -> None:
     # Prepare
-    ledger_db.execute("DELETE FROM state WHERE key=?", (_delivery_audit_key(ledger_db, scenario.alice),))
+    key = _delivery_audit_key(ledger_db, scenario.alice)
+    number = _written_by(ledger_db, key)
+    ledger_db.execute("DELETE FROM state WHERE key=?", (key,))
     attacks.tried(TAMPER, "an access.delivery audit entry deleted, caught at start-up")
     # Execute
     fault = start_up_fault(scenario.data_dir)
     # Assert
     assert fault is not None, "the peer started on a ledger with a deleted audit entry"
+    assert fault.location == f"block {number}" and "state_root" in fault.problem
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="VULNERABILITY: a peer starts on a ledger whose old receipt (block 2) was rewritten on disk and "
-    f"serves it (GET /v1/transactions/{{id}}/receipt) until `medledger verify` runs: {START_UP_CHECK}",
-)
 def test_a_changed_old_receipt_is_caught_at_start_up(
     scenario: Scenario, ledger_db: sqlite3.Connection, attacks: AttackLog
 ) -> None:
     # Prepare
-    _rewrite_old_receipt(ledger_db)
+    number = _rewrite_old_receipt(ledger_db)
     attacks.tried(TAMPER, "an old receipt rewritten, caught at start-up")
     # Execute
     fault = start_up_fault(scenario.data_dir)
     # Assert
-    assert fault is not None, "the peer started on a ledger with a rewritten receipt of block 2"
+    assert fault is not None, f"the peer started on a ledger with a rewritten receipt of block {number}"
+    assert fault.location == f"block {number}" and "receipts_root" in fault.problem
 
 
 # The vault -------------------------------------------------------------------------------------
@@ -333,11 +327,14 @@ class VaultFiles:
     master_key_path: Path
     object_id: str
 
-    def open_vault(self) -> Vault:
+    def open_vault(self, *, scrub_on_open: bool = True) -> Vault:
         """Open the vault as the node does at start-up (open_vault_service)."""
-        return Vault(
-            open_backend(f"sqlite:///{self.directory.resolve()}"), PEER, load_or_create_master_key(self.master_key_path)
-        )
+        backend = open_backend(f"sqlite:///{self.directory.resolve()}")
+        try:
+            return Vault(backend, PEER, load_or_create_master_key(self.master_key_path), scrub_on_open=scrub_on_open)
+        except VaultIntegrityError:
+            backend.close()
+            raise
 
 
 @pytest.fixture
@@ -358,9 +355,9 @@ def _flip_ciphertext(files: VaultFiles) -> None:
 
 
 def test_a_changed_vault_ciphertext_is_refused_at_delivery(vault_files: VaultFiles, attacks: AttackLog) -> None:
-    # Prepare
+    # Prepare: opened without its scrub, like a vault whose bytes are changed while it runs
     _flip_ciphertext(vault_files)
-    vault = vault_files.open_vault()
+    vault = vault_files.open_vault(scrub_on_open=False)
     attacks.tried(TAMPER, "one byte of a stored vault ciphertext changed, refused when delivered")
     # Execute / Assert
     try:
@@ -407,13 +404,27 @@ def test_a_vault_host_that_re_encrypts_consistently_is_caught_by_the_on_chain_ha
     assert "registered on the ledger" in str(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="VULNERABILITY: `medledger verify` does not look at the vaults: verify_directory "
-    "(medledger.node.verification) checks only peers/*/ledger.sqlite, so a changed ciphertext under "
-    "vaults/<org>/ passes until someone asks for that record",
-)
+def test_a_vault_host_that_re_encrypts_consistently_is_caught_by_verify(
+    scenario: Scenario, vault_files: VaultFiles, attacks: AttackLog
+) -> None:
+    # Prepare: as above, a forged record under every stored hash the host can rewrite
+    forged = b'{"resourceType":"Observation","status":"cancelled"}'
+    data_key = new_data_key()
+    nonce, ciphertext = encrypt_record(forged, data_key, org_id=PEER, media_type="application/fhir+json")
+    wrapped = wrap_data_key(data_key, load_or_create_master_key(vault_files.master_key_path), vault_files.object_id)
+    vault_files.db.execute(
+        "UPDATE objects SET ciphertext=?, ciphertext_hash=?, content_hash=?, nonce=?, wrapped_key=?, size=? "
+        "WHERE object_id=?",
+        (ciphertext, sha256(ciphertext), sha256(forged), nonce, wrapped, len(forged), vault_files.object_id),
+    )
+    attacks.tried(TAMPER, "vault host replaces a record and all its stored hashes, caught by medledger verify")
+    # Execute
+    fault = verify_fault(scenario.data_dir)
+    # Assert
+    assert fault.startswith(f"vault {PEER}: object {vault_files.object_id} (record {scenario.record_id}, current)")
+    assert "registered on the ledger" in fault
+
+
 def test_a_changed_vault_ciphertext_is_caught_by_verify(
     scenario: Scenario, vault_files: VaultFiles, attacks: AttackLog
 ) -> None:
@@ -423,15 +434,9 @@ def test_a_changed_vault_ciphertext_is_caught_by_verify(
     # Execute
     fault = verify_fault(scenario.data_dir)
     # Assert
-    assert vault_files.object_id in fault
+    assert fault.startswith(f"vault {PEER}: object {vault_files.object_id}: ciphertext hash mismatch")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="VULNERABILITY: a vault opens without checking anything: SQLiteVaultBackend and Vault only open "
-    "the database, so a changed ciphertext is found only when that record is delivered",
-)
 def test_a_changed_vault_ciphertext_is_caught_when_the_vault_starts(
     vault_files: VaultFiles, attacks: AttackLog
 ) -> None:
@@ -441,9 +446,10 @@ def test_a_changed_vault_ciphertext_is_caught_when_the_vault_starts(
     # Execute
     try:
         vault_files.open_vault().backend.close()
-    except VaultIntegrityError:
-        opened = False
+    except VaultIntegrityError as refused:
+        fault: VaultIntegrityError | None = refused
     else:
-        opened = True
+        fault = None
     # Assert
-    assert not opened, "the vault opened with a changed ciphertext"
+    assert fault is not None, "the vault opened with a changed ciphertext"
+    assert fault.object_id == vault_files.object_id and "ciphertext hash mismatch" in fault.problem

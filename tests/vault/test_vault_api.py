@@ -47,6 +47,7 @@ def test_the_public_api_is_what_it_should_be() -> None:
         "ObjectId",
         "ObjectKind",
         "ObjectNotFound",
+        "ScrubReport",
         "SealedDelivery",
         "StoredObject",
         "Vault",
@@ -60,6 +61,7 @@ def test_the_public_api_is_what_it_should_be() -> None:
         "open_delivery",
         "open_sealed_key",
         "parse_locator",
+        "scrub",
         "seal_key",
     ]
 

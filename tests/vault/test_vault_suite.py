@@ -35,6 +35,7 @@ from medledger.vault import (
     VaultIntegrityError,
     open_backend,
     open_delivery,
+    scrub,
 )
 from medledger.vault.crypto import TAG_SIZE
 from medledger.vault.postgres_backend import PostgresVaultBackend
@@ -282,6 +283,68 @@ class VaultSuite(ABC):
         with pytest.raises(VaultIntegrityError, match=rf"^object {stored.object_id}: stored kind 'secret'"):
             vault.get(stored.object_id)
 
+    # ---- the scrub when a vault opens -----------------------------------------------------
+
+    def test_a_sound_vault_opens_after_hashing_every_ciphertext(self, vault: Vault, backend: VaultBackend) -> None:
+        # Prepare
+        small = vault.put(b"record", FHIR, NOW_MS)
+        large = vault.put(random_bytes(ONE_MIB), DICOM, NOW_MS, kind="blob")
+        # Execute
+        reopened = Vault(backend, ORG, MASTER_KEY)
+        # Assert
+        report = reopened.opening_scrub
+        assert report is not None and report.ok and report.unreferenced_blobs == []
+        assert report.objects == 2
+        assert report.bytes == small.size + large.size + 2 * TAG_SIZE
+        assert Vault(backend, ORG, MASTER_KEY, scrub_on_open=False).opening_scrub is None
+
+    @pytest.mark.parametrize("size", [300, ONE_MIB], ids=["inline", "outside-row"])
+    def test_a_vault_with_a_changed_ciphertext_is_refused_when_it_opens(
+        self, vault: Vault, backend: VaultBackend, size: int
+    ) -> None:
+        # Prepare
+        stored = vault.put(random_bytes(size), DICOM, NOW_MS)
+        vault.put(b"an intact record", FHIR, NOW_MS)
+        altered = flip_one_byte(vault.read_ciphertext(stored.object_id))
+        self.replace_stored_ciphertext(backend, stored, altered)
+        # Execute / Assert
+        with pytest.raises(VaultIntegrityError) as caught:
+            Vault(backend, ORG, MASTER_KEY)
+        assert caught.value.object_id == stored.object_id
+        assert str(caught.value).startswith(
+            f"object {stored.object_id}: ciphertext hash mismatch: "
+            f"stored {stored.ciphertext_hash.hex()}, computed {sha256(altered).hex()}"
+        )
+        assert "which will not serve" in str(caught.value)
+
+    def test_a_vault_with_a_lost_blob_is_refused_when_it_opens(self, vault: Vault, backend: VaultBackend) -> None:
+        # Prepare
+        stored = vault.put(random_bytes(ONE_MIB), DICOM, NOW_MS, kind="blob")
+        self.remove_stored_blob(backend, stored.ciphertext_hash)
+        # Execute / Assert
+        with pytest.raises(VaultIntegrityError, match=rf"^object {stored.object_id}: its ciphertext is missing"):
+            Vault(backend, ORG, MASTER_KEY)
+
+    def test_a_scrub_names_every_broken_object_and_lists_unreferenced_blobs(
+        self, vault: Vault, backend: VaultBackend
+    ) -> None:
+        # Prepare
+        first = vault.put(b"first record", FHIR, NOW_MS)
+        vault.put(b"intact record", FHIR, NOW_MS)
+        second = vault.put(random_bytes(ONE_MIB), DICOM, NOW_MS, kind="blob")
+        for stored in (first, second):
+            self.replace_stored_ciphertext(backend, stored, flip_one_byte(vault.read_ciphertext(stored.object_id)))
+        leftover = random_bytes(ONE_MIB, seed=8)
+        self.write_stored_blob(backend, sha256(leftover), leftover)
+        # Execute
+        report = scrub(backend)
+        # Assert
+        assert [fault.object_id for fault in report.faults] == sorted([first.object_id, second.object_id])
+        assert report.objects == 3
+        assert len(report.unreferenced_blobs) == 1 and sha256(leftover).hex()[2:] in report.unreferenced_blobs[0]
+        refusal = report.refusal()
+        assert refusal is not None and "1 more object(s) are broken too" in str(refusal)
+
     # ---- keys -----------------------------------------------------------------------------
 
     def test_a_wrong_master_key_cannot_unwrap(self, vault: Vault, backend: VaultBackend) -> None:
@@ -495,6 +558,24 @@ class TestSQLiteVault(VaultSuite):
 
     def remove_stored_blob(self, backend: VaultBackend, ciphertext_hash: bytes) -> None:
         self._sqlite(backend).blob_path(ciphertext_hash).unlink()
+
+    def test_a_read_only_backend_scrubs_but_writes_nothing(self, vault: Vault, backend: VaultBackend) -> None:
+        # Prepare
+        stored = vault.put(b"record", FHIR, NOW_MS)
+        directory = self._sqlite(backend).directory
+        # Execute
+        read_only = SQLiteVaultBackend(directory, read_only=True)
+        try:
+            report = scrub(read_only)
+            with pytest.raises(VaultBackendError, match="readonly database"):
+                read_only.put(dataclasses.replace(stored, object_id="ab" * 16), vault.read_ciphertext(stored.object_id))
+        finally:
+            read_only.close()
+        # Assert
+        assert report.ok and report.objects == 1
+        with pytest.raises(VaultBackendError, match="no vault database at"):
+            SQLiteVaultBackend(directory / "elsewhere", read_only=True)
+        assert not (directory / "elsewhere").exists()
 
     def test_blob_files_are_content_addressed(self, vault: Vault, backend: VaultBackend) -> None:
         # Execute

@@ -1,9 +1,11 @@
 """REST handlers. Each decodes the request, calls the node's service, and encodes the answer;
 no rule lives here. Bytes travel as lower-case hex in JSON; transactions as base64 CBOR.
 
-Reads are authenticated with three headers: `X-Medledger-Signer` (member:<cert id> or
-patient:<pseudonym>), `X-Medledger-Timestamp` (ms) and `X-Medledger-Signature` (base64 of the
-Ed25519 signature over `request_payload(method, path, body, timestamp)` in the API domain).
+Reads are authenticated with five headers: `X-Medledger-Signer` (member:<cert id> or
+patient:<pseudonym>), `X-Medledger-Node` (the organisation id of the node addressed),
+`X-Medledger-Timestamp` (ms), `X-Medledger-Nonce` (16 random bytes, hex, fresh per request) and
+`X-Medledger-Signature` (base64 of the Ed25519 signature over
+`api_request_payload(node, method, path, body, timestamp, nonce)` in the API domain).
 """
 
 import base64
@@ -83,20 +85,40 @@ def create_app(service: LedgerService) -> FastAPI:
     async def caller(
         request: Request,
         x_medledger_signer: Annotated[str | None, Header()] = None,
+        x_medledger_node: Annotated[str | None, Header()] = None,
         x_medledger_timestamp: Annotated[int | None, Header()] = None,
+        x_medledger_nonce: Annotated[str | None, Header()] = None,
         x_medledger_signature: Annotated[str | None, Header()] = None,
     ) -> Signer:
-        if x_medledger_signer is None or x_medledger_timestamp is None or x_medledger_signature is None:
+        if (
+            x_medledger_signer is None
+            or x_medledger_node is None
+            or x_medledger_timestamp is None
+            or x_medledger_nonce is None
+            or x_medledger_signature is None
+        ):
             raise AuthenticationError(
-                "this call needs X-Medledger-Signer, X-Medledger-Timestamp and X-Medledger-Signature headers"
+                "this call needs X-Medledger-Signer, X-Medledger-Node, X-Medledger-Timestamp, X-Medledger-Nonce "
+                "and X-Medledger-Signature headers"
             )
         try:
             signature = base64.b64decode(x_medledger_signature, validate=True)
-        except binascii.Error as exc:
+        except (binascii.Error, ValueError) as exc:
             raise AuthenticationError("X-Medledger-Signature is not base64") from exc
+        try:
+            nonce = bytes.fromhex(x_medledger_nonce)
+        except ValueError as exc:
+            raise AuthenticationError("X-Medledger-Nonce is not hex") from exc
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         signed = SignedRequest(
-            request.method, path, await request.body(), x_medledger_signer, x_medledger_timestamp, signature
+            request.method,
+            path,
+            await request.body(),
+            x_medledger_signer,
+            x_medledger_node,
+            x_medledger_timestamp,
+            nonce,
+            signature,
         )
         return service.authenticate(signed)
 

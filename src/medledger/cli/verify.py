@@ -37,11 +37,31 @@ def run_verify(console: Console, data_dir: Path) -> int:
                 "[green]sound[/]" if peer.ok else "[red]BROKEN[/]",
             )
         console.print(table)
+    if report.vaults:
+        vaults = Table(title="vaults")
+        for column in ("vault", "objects", "MB hashed", "records", "unregistered", "unreferenced blobs", "result"):
+            vaults.add_column(column)
+        for org_id, vault in report.vaults.items():
+            vaults.add_row(
+                org_id,
+                str(vault.objects),
+                f"{vault.bytes / 1e6:.1f}",
+                str(vault.records),
+                str(len(vault.unregistered_objects)),
+                str(len(vault.unreferenced_blobs)),
+                "[green]sound[/]" if vault.ok else "[red]BROKEN[/]",
+            )
+        console.print(vaults)
     if report.ok:
         console.print(
             f"[green]OK[/]: {len(report.peers)} ledger(s) verified: every block hash, link, signature, "
             "receipt, Merkle root, state row and attestation checks out, and the peers agree."
         )
+        if report.vaults:
+            console.print(
+                f"[green]OK[/]: {len(report.vaults)} vault(s) verified: every stored ciphertext matches its hash, "
+                "and every record on the ledger finds its object with the hashes it registered."
+            )
         return 0
     console.print(f"[bold red]FAILED[/]: {report.fault}")
     return 1

@@ -29,7 +29,7 @@ class Domain(enum.StrEnum):
     TRANSACTION = "medledger/tx/v1"
     BLOCK_ATTESTATION = "medledger/block-attest/v1"
     PATIENT_ENROLMENT = "medledger/patient-enrol/v1"
-    API_REQUEST = "medledger/api-request/v1"
+    API_REQUEST = "medledger/api-request/v2"
     VAULT_REQUEST = "medledger/vault-request/v1"
 
 
@@ -83,9 +83,17 @@ def x25519_public_key(ed25519_public_key: bytes) -> bytes:
         raise SignatureError(f"not a usable Ed25519 public key: {exc}") from exc
 
 
-def api_request_payload(method: str, path: str, body: bytes, timestamp_ms: int) -> bytes:
-    """What a caller signs, in the API_REQUEST domain, to authenticate one REST request."""
-    return encode([method.upper(), path, sha256(body), timestamp_ms])
+API_NONCE_SIZE = 16
+"""Bytes of the random nonce a caller draws afresh for every REST request it signs."""
+
+
+def api_request_payload(node: str, method: str, path: str, body: bytes, timestamp_ms: int, nonce: bytes) -> bytes:
+    """What a caller signs, in the API_REQUEST domain, to authenticate one REST request.
+
+    `node` is the organisation id of the node the request is addressed to, so no other node
+    serves it; `nonce` is fresh per request, so the addressed node serves it only once.
+    """
+    return encode([node, method.upper(), path, sha256(body), timestamp_ms, nonce])
 
 
 def signature_is_valid(domain: Domain, public_key: bytes, payload: bytes, signature: bytes) -> bool:

@@ -140,6 +140,8 @@ class CommitPipeline:
             writes = block.executed.writes
             for key in keys[start:stop]:
                 pending[key] = writes[key][0]
+        if not pending:
+            return self.store.scan_state(prefix, start_after, limit)
         return overlay_scan(self.store, pending, prefix, start_after, limit)
 
     def id_is_consumed(self, tx_id: TxId) -> bool:

@@ -14,6 +14,12 @@ own connection rather than inside the commit that crosses SQLite's threshold: a 
 a page per state row, so checkpointing after every block copied most pages once per block, on
 the commit path. A passive checkpoint a few times a second copies each page once per batch of
 blocks, while the GIL is released, and never delays a commit's durability.
+
+Every block's state writes stay on disk: the rows it wrote that are still current are in `state`,
+and the values it wrote that later blocks replaced or deleted (and its deletions) are in
+`state_history`. Together they re-derive each header's `state_root`, so the start-up check
+(`medledger.ledger.integrity.check_at_start_up`) can hash the state table against the chain
+instead of re-executing it.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ from medledger.ledger.state import prefix_upper_bound
 from medledger.ledger.store import LedgerStore, StateRow, TxLocation
 from medledger.ledger.transactions import TxId
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: `state_history` keeps the superseded values (version 1 ledgers lack them)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -69,10 +76,31 @@ CREATE TABLE IF NOT EXISTS attestations (
     attestation  BLOB NOT NULL,
     PRIMARY KEY (block_number, org_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state_history (
+    key          TEXT NOT NULL,
+    block_number INTEGER NOT NULL,
+    tx_index     INTEGER NOT NULL,
+    value        BLOB,            -- NULL: this block deleted the key
+    PRIMARY KEY (key, block_number)
+) WITHOUT ROWID;
 """
+
+TABLES = ("meta", "blocks", "receipts", "state", "attestations", "state_history")
+"""Every table of a ledger file."""
+_ORDER = {
+    "meta": "key",
+    "blocks": "number",
+    "receipts": "block_number, tx_index",
+    "state": "key",
+    "attestations": "block_number, org_id",
+    "state_history": "key, block_number",
+}
+"""Primary key of each table: the order `scan_raw_rows` streams it in."""
 
 
 _PUT_ATTESTATION = "INSERT OR REPLACE INTO attestations VALUES (?, ?, ?)"
+_SUPERSEDE = "INSERT INTO state_history SELECT key, block_number, tx_index, value FROM state WHERE key=?"
+"""Copies a key's current row (if it has one) into the history, before a block replaces or deletes it."""
 
 STATE_CACHE_ENTRIES = 65_536
 """Entries per generation of the state cache: when the young generation fills up it becomes the
@@ -159,13 +187,20 @@ class SQLiteLedgerStore(LedgerStore):
                 self._db.execute("PRAGMA wal_autocheckpoint=0")
                 self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
                 # Tables and schema version in one transaction: a process killed while creating the
-                # ledger leaves either all of them or none (and one fsync instead of one per table).
+                # ledger leaves either all of them or none (and one fsync instead of one per table);
+                # a ledger of another schema version is refused and left as it was.
                 version = str(SCHEMA_VERSION).encode()
                 stamp = f"INSERT OR IGNORE INTO meta VALUES ('schema_version', X'{version.hex()}');"
-                self._db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} {stamp} COMMIT;")
+                self._db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} {stamp}")
                 row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                self._db.execute("COMMIT" if row[0] == version else "ROLLBACK")
                 if row[0] != version:
-                    raise StoreError(f"{self.path}: schema version {row[0]!r}, this medledger reads {SCHEMA_VERSION}")
+                    found = row[0].decode(errors="replace") if isinstance(row[0], bytes) else repr(row[0])
+                    raise StoreError(
+                        f"{self.path}: ledger schema version {found}, this "
+                        f"medledger reads version {SCHEMA_VERSION}: move the file aside and let the peer catch up "
+                        "from the network"
+                    )
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open ledger database {self.path}: {exc}") from exc
         self._lock = threading.RLock()
@@ -331,6 +366,8 @@ class SQLiteLedgerStore(LedgerStore):
         receipt_rows.sort(key=lambda row: row[2])
         upserts = sorted((key, value, number, index) for key, (value, index) in writes.items() if value is not None)
         deletes = sorted((key,) for key, (value, _) in writes.items() if value is None)
+        written = sorted((key,) for key in writes)
+        tombstones = sorted((key, number, index, None) for key, (value, index) in writes.items() if value is None)
         with self._lock:
             if number != self._height:
                 raise StoreError(f"block {number} does not follow the stored height {self._height}")
@@ -341,6 +378,9 @@ class SQLiteLedgerStore(LedgerStore):
                     (number, block.hash, block.header_bytes, block.encode_body()),
                 )
                 self._db.executemany("INSERT INTO receipts VALUES (?, ?, ?, ?, ?)", receipt_rows)
+                # The rows this block replaces or deletes move to the history first: the state
+                # root of the block that wrote them still commits to them.
+                self._db.executemany(_SUPERSEDE, written)
                 self._db.executemany(
                     "INSERT INTO state (key, value, block_number, tx_index) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT(key) DO UPDATE SET value=excluded.value, "
@@ -348,6 +388,7 @@ class SQLiteLedgerStore(LedgerStore):
                     upserts,
                 )
                 self._db.executemany("DELETE FROM state WHERE key=?", deletes)
+                self._db.executemany("INSERT INTO state_history VALUES (?, ?, ?, ?)", tombstones)
                 self._db.executemany(_PUT_ATTESTATION, [_attestation_row(a) for a in attestations])
                 self._db.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
@@ -385,9 +426,42 @@ class SQLiteLedgerStore(LedgerStore):
 
     def raw_rows(self, table: str) -> list[tuple[Any, ...]]:
         """Every row of a table as stored: for `medledger verify`, which checks each byte."""
-        if table not in {"meta", "blocks", "receipts", "state", "attestations"}:
+        if table not in TABLES:
             raise StoreError(f"no table {table!r}")
         return list(self._reader().execute(f"SELECT * FROM {table}").fetchall())
+
+    def scan_raw_rows(self, table: str, columns: str = "*") -> Iterator[tuple[Any, ...]]:
+        """The rows of a table as stored, in primary key order, streamed rather than loaded at once
+        (for the checks of the stored bytes); `columns` is a comma-separated list of column names."""
+        names_ok = columns == "*" or all(name.strip().isidentifier() for name in columns.split(","))
+        if table not in TABLES or not names_ok:
+            raise StoreError(f"no table {table!r} with columns {columns!r}")
+        yield from self._stream(f"SELECT {columns} FROM {table} ORDER BY {_ORDER[table]}")
+
+    def rows_per_block(self, table: str) -> dict[Any, int]:
+        """block_number (as stored) -> number of rows, for `state` or `state_history`."""
+        if table not in ("state", "state_history"):
+            raise StoreError(f"table {table!r} has no rows per block to count")
+        return dict(self._stream(f"SELECT block_number, COUNT(*) FROM {table} GROUP BY block_number"))
+
+    def superseded_rows_beside_current(self) -> Iterator[tuple[Any, Any, bool, Any]]:
+        """Each `state_history` row as (key, block_number, whether it is a deletion, block_number of the
+        key's current state row or None), in (key, block_number) order."""
+        rows = self._stream(
+            "SELECT h.key, h.block_number, h.value IS NULL, s.block_number FROM state_history h "
+            "LEFT JOIN state s ON s.key = h.key ORDER BY h.key, h.block_number"
+        )
+        for key, number, deleted, current in rows:
+            yield key, number, bool(deleted), current
+
+    def _stream(self, sql: str) -> Iterator[tuple[Any, ...]]:
+        """The rows of a query, fetched a few thousand at a time; a damaged file is a StoreError."""
+        try:
+            cursor = self._reader().execute(sql)
+            while rows := cursor.fetchmany(4096):
+                yield from rows
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot read {self.path}: {exc}") from exc
 
     def close(self) -> None:
         if self._checkpointer is not None:

@@ -45,7 +45,12 @@ def check_key(key: str) -> None:
 def next_state_root(previous_root: Hash32, block_number: int, writes: Mapping[str, bytes | None]) -> Hash32:
     """Chain the previous root with the digest of this block's writes (a deletion is None)."""
     delta = encode([[key, writes[key]] for key in sorted(writes)])
-    return tagged_hash(STATE_ROOT_TAG, previous_root + block_number.to_bytes(8, "big") + sha256(delta))
+    return chain_state_root(previous_root, block_number, sha256(delta))
+
+
+def chain_state_root(previous_root: Hash32, block_number: int, delta_digest: Hash32) -> Hash32:
+    """The state root after a block whose sorted writes, encoded as one list, hash to `delta_digest`."""
+    return tagged_hash(STATE_ROOT_TAG, previous_root + block_number.to_bytes(8, "big") + delta_digest)
 
 
 def overlay_scan(
@@ -57,6 +62,8 @@ def overlay_scan(
 ) -> list[tuple[str, bytes]]:
     """Scan `base` as if the `pending` writes (None: deleted) had been applied to it."""
     mine = {k: v for k, v in pending.items() if k.startswith(prefix) and (start_after is None or k > start_after)}
+    if not mine:  # the common case (nothing pending under the prefix): the base's answer as it is
+        return base.scan_state(prefix, start_after, limit)
     base_limit = None if limit is None else limit + len(mine)
     merged: dict[str, bytes | None] = dict(base.scan_state(prefix, start_after, base_limit))
     merged.update(mine)

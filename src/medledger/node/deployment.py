@@ -1,9 +1,11 @@
-"""A network run as processes on this machine: a 3-node etcd cluster and one peer process per
-organisation, started by `medledger network up`, watched by `status`, stopped by `down`.
+"""A network run as processes on this machine: the orderer (a 3-node etcd cluster, or one solo
+orderer process) and one peer process per organisation, started by `medledger network up`,
+watched by `status`, stopped by `down`.
 
 The data directory records everything needed to find them again: network.json holds the
-ports (its `deployment` section), processes.json the running peers' pids, etcd/ the cluster's
-data and state. Nothing is installed by hand: the etcd binary comes with the project's set-up.
+ports (its `deployment` section), processes.json the running processes' pids, etcd/ the
+cluster's data and state, orderer/ the solo orderer's batch log and attestation relay. Nothing
+is installed by hand: the etcd binary comes with the project's set-up.
 """
 
 from __future__ import annotations
@@ -23,16 +25,16 @@ import httpx
 from medledger.core.errors import MedledgerError
 from medledger.core.identity import OrgKind
 from medledger.node.network import DEFAULT_ORGANISATIONS, NETWORK_FILE, EmbeddedNetwork, OrgSpec
-from medledger.node.process import Deployment
+from medledger.node.process import ORDERERS, Deployment, DeploymentError
 from medledger.ordering.cutter import CutterConfig
-from medledger.ordering.etcd_cluster import EtcdCluster
+from medledger.ordering.etcd_cluster import EtcdCluster, port_is_free
+
+__all__ = ["Deployment", "DeploymentError", "PeerProcessStatus", "ProcessNetwork", "organisations"]
 
 PROCESSES_FILE = "processes.json"
 CLUSTER_STATE = "etcd/cluster.json"
-
-
-class DeploymentError(MedledgerError):
-    """The process network could not be started, reached or stopped; the message says which part."""
+ORDERER_PROCESS = "orderer"
+"""The solo orderer's entry in processes.json (beside the organisations' ids, which it never is)."""
 
 
 def organisations(count: int) -> list[OrgSpec]:
@@ -92,25 +94,49 @@ class ProcessNetwork:
         etcd_client_base: int = 23790,
         etcd_peer_base: int = 23800,
         peer_port_base: int = 8700,
+        orderer_port: int | None = None,
         cutter: CutterConfig | None = None,
     ) -> ProcessNetwork:
-        if orderer != "etcd":
-            raise DeploymentError(
-                f"orderer {orderer!r} cannot be shared by separate peer processes; use --orderer etcd "
-                "(the solo orderer runs the embedded network: `medledger demo`)"
-            )
+        """A new network in `data_dir`: peers on ports peer_port_base + 1, + 2, ...; the solo orderer on
+        `orderer_port` (default: peer_port_base itself); etcd members on the etcd bases + 1, + 2, + 3."""
+        if orderer not in ORDERERS:
+            raise DeploymentError(f"unknown orderer {orderer!r}: choose one of {', '.join(ORDERERS)}")
         orgs = organisations(org_count)
+        peer_ports = {org.org_id: peer_port_base + i for i, org in enumerate(orgs, 1)}
+        if orderer == "solo":
+            orderer_port = peer_port_base if orderer_port is None else orderer_port
+            if orderer_port in peer_ports.values():
+                raise DeploymentError(
+                    f"orderer port {orderer_port} is also a peer's port ({min(peer_ports.values())}.."
+                    f"{max(peer_ports.values())}); choose another orderer port or peer port base"
+                )
+            deployment = Deployment(orderer, (), (), peer_ports, orderer_port=orderer_port)
+        else:
+            deployment = Deployment(
+                orderer,
+                tuple(etcd_client_base + i for i in range(1, 4)),
+                tuple(etcd_peer_base + i for i in range(1, 4)),
+                peer_ports,
+            )
         EmbeddedNetwork.create(data_dir, orgs, cutter=cutter or CutterConfig(max_tx=500, time_to_cut_ms=50))
         config = json.loads((Path(data_dir) / NETWORK_FILE).read_text())
-        deployment = Deployment(
-            orderer,
-            tuple(etcd_client_base + i for i in range(1, 4)),
-            tuple(etcd_peer_base + i for i in range(1, 4)),
-            {org.org_id: peer_port_base + i for i, org in enumerate(orgs, 1)},
-        )
         config["deployment"] = deployment.to_dict()
         (Path(data_dir) / NETWORK_FILE).write_text(json.dumps(config, indent=2) + "\n")
         return cls(data_dir)
+
+    @classmethod
+    def open_or_create(cls, data_dir: Path, orderer: str | None = None, **create_args: Any) -> ProcessNetwork:
+        """The network in `data_dir`, created first (on `orderer`, default etcd) if the directory holds none;
+        DeploymentError if it exists but runs on another orderer than the one asked for."""
+        if not (Path(data_dir) / NETWORK_FILE).exists():
+            return cls.create(data_dir, orderer=orderer or "etcd", **create_args)
+        network = cls(data_dir)
+        if orderer is not None and orderer != network.deployment.orderer:
+            raise DeploymentError(
+                f"{data_dir} holds a network on the {network.deployment.orderer} orderer, not {orderer}; leave out "
+                "--orderer to start it, or choose another --data-dir for a new network"
+            )
+        return network
 
     # the etcd cluster ---------------------------------------------------------------------------
     def cluster(self) -> EtcdCluster:
@@ -126,7 +152,7 @@ class ProcessNetwork:
         state = self.data_dir / CLUSTER_STATE
         return EtcdCluster.attach(state) if state.exists() else None
 
-    # peers --------------------------------------------------------------------------------------------
+    # processes ------------------------------------------------------------------------------------
     def _pids(self) -> dict[str, int]:
         path = self.data_dir / PROCESSES_FILE
         return {k: int(v) for k, v in json.loads(path.read_text()).items()} if path.exists() else {}
@@ -134,35 +160,110 @@ class ProcessNetwork:
     def _save_pids(self, pids: dict[str, int]) -> None:
         (self.data_dir / PROCESSES_FILE).write_text(json.dumps(pids, indent=2) + "\n")
 
-    def start_peer(self, org_id: str) -> int:
-        """Start (or restart) one organisation's peer process; returns its pid."""
+    def _peer_pids(self) -> dict[str, int]:
+        return {name: pid for name, pid in self._pids().items() if name != ORDERER_PROCESS}
+
+    def _spawn(self, name: str, command: list[str]) -> int:
+        """Start `medledger <command>` in its own session, logging to logs/<name>.log; record its pid."""
         log_dir = self.data_dir / "logs"
         log_dir.mkdir(exist_ok=True)
-        with open(log_dir / f"{org_id}.log", "ab") as log:
+        with open(log_dir / f"{name}.log", "ab") as log:
             process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "medledger.cli.main",
-                    "node",
-                    "run",
-                    "--data-dir",
-                    str(self.data_dir),
-                    "--org",
-                    org_id,
-                ],
+                [sys.executable, "-m", "medledger.cli.main", *command, "--data-dir", str(self.data_dir)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
         pids = self._pids()
-        pids[org_id] = process.pid
+        pids[name] = process.pid
         self._save_pids(pids)
         return process.pid
 
+    def _log_tail(self, name: str) -> str:
+        """The last line of a process's log, to name why it stopped."""
+        path = self.data_dir / "logs" / f"{name}.log"
+        try:
+            lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        except OSError:
+            lines = []
+        return f"{lines[-1].strip()} (see {path})" if lines else f"see {path}"
+
+    @staticmethod
+    def _stop(pids: list[int], timeout: float) -> None:
+        """SIGTERM each process, then SIGKILL whichever still runs after `timeout`."""
+        pids = [pid for pid in pids if _alive(pid)]
+        for pid in pids:
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+    # the solo orderer -------------------------------------------------------------------------------
+    def start_orderer(self) -> int:
+        """Start (or restart) the solo orderer process; returns its pid."""
+        if self.deployment.orderer != "solo":
+            raise DeploymentError(f"{self.data_dir} runs on {self.deployment.orderer}, not on a solo orderer process")
+        port = self.deployment.orderer_port
+        assert port is not None  # Deployment checks it for solo
+        if not port_is_free(port, self.deployment.host):
+            raise DeploymentError(
+                f"the orderer's port {port} on {self.deployment.host} is taken by another program; stop it, or "
+                "create the network with another --orderer-port"
+            )
+        return self._spawn(ORDERER_PROCESS, ["orderer", "run"])
+
+    def kill_orderer(self, sig: int = signal.SIGKILL) -> None:
+        pid = self._pids().get(ORDERER_PROCESS)
+        if pid is not None and _alive(pid):
+            os.kill(pid, sig)
+
+    def orderer_status(self) -> dict[str, Any]:
+        """Where the solo orderer serves, whether it runs, and its height (or why it cannot be read)."""
+        pid = self._pids().get(ORDERER_PROCESS)
+        status: dict[str, Any] = {
+            "orderer": "solo",
+            "url": self.deployment.orderer_url,
+            "pid": pid,
+            "running": _alive(pid),
+        }
+        try:
+            response = httpx.get(self.deployment.orderer_url + "/v1/status", timeout=2)
+            status["height"] = int(response.json()["height"])
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            status["error"] = f"no answer from {self.deployment.orderer_url}: {str(exc) or type(exc).__name__}"
+        return status
+
+    def wait_until_ordering(self, timeout: float = 30.0) -> None:
+        """Wait until the solo orderer answers; DeploymentError naming why if it exits or stays silent."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(self.deployment.orderer_url + "/v1/status", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if not _alive(self._pids().get(ORDERER_PROCESS)):
+                raise DeploymentError(f"the orderer exited: {self._log_tail(ORDERER_PROCESS)}")
+            if time.monotonic() > deadline:
+                raise DeploymentError(
+                    f"the orderer did not answer on {self.deployment.orderer_url} within {timeout:.0f} s; "
+                    f"{self._log_tail(ORDERER_PROCESS)}"
+                )
+            time.sleep(0.05)
+
+    # peers --------------------------------------------------------------------------------------------
+    def start_peer(self, org_id: str) -> int:
+        """Start (or restart) one organisation's peer process; returns its pid."""
+        if org_id not in self.deployment.peer_ports:
+            raise DeploymentError(f"no organisation {org_id!r} in this network")
+        return self._spawn(org_id, ["node", "run", "--org", org_id])
+
     def kill_peer(self, org_id: str, sig: int = signal.SIGKILL) -> None:
-        pid = self._pids().get(org_id)
+        pid = self._peer_pids().get(org_id)
         if pid is not None and _alive(pid):
             os.kill(pid, sig)
 
@@ -176,25 +277,32 @@ class ProcessNetwork:
                 except httpx.HTTPError:
                     pass
                 if not _alive(self._pids().get(org_id)):
-                    raise DeploymentError(f"peer {org_id} exited; see {self.data_dir / 'logs' / (org_id + '.log')}")
+                    raise DeploymentError(f"peer {org_id} exited: {self._log_tail(org_id)}")
                 if time.monotonic() > deadline:
                     raise DeploymentError(f"peer {org_id} did not answer on {self.deployment.peer_url(org_id)}")
                 time.sleep(0.1)
 
     # the whole network ---------------------------------------------------------------------------------
     def up(self, timeout: float = 60.0) -> None:
-        """Start the etcd cluster (unless running) and every peer not already running; wait until served."""
-        if self._attached_cluster() is None:
+        """Start the orderer (etcd cluster or solo process) unless it runs, then every peer not already
+        running; wait until all serve."""
+        if self.deployment.orderer == "solo":
+            if not _alive(self._pids().get(ORDERER_PROCESS)):
+                self.start_orderer()
+            self.wait_until_ordering(timeout=timeout)
+        elif self._attached_cluster() is None:
             cluster = self.cluster()
             cluster.start()
             cluster.save_state(self.data_dir / CLUSTER_STATE)
-        running = {org for org, pid in self._pids().items() if _alive(pid)}
+        running = {org for org, pid in self._peer_pids().items() if _alive(pid)}
         for org_id in self.deployment.peer_ports:
             if org_id not in running:
                 self.start_peer(org_id)
         self.wait_until_serving(timeout=timeout)
 
     def status(self) -> tuple[list[PeerProcessStatus], dict[str, Any]]:
+        """Each peer's status, and the orderer's: the solo process (`orderer_status`), or the etcd cluster
+        (`running`, and its `leader` and `endpoints` or an `error`)."""
         pids = self._pids()
         peers = []
         for org_id in self.deployment.peer_ports:
@@ -207,8 +315,10 @@ class ProcessNetwork:
                 peers.append(
                     PeerProcessStatus(org_id, pid, _alive(pid), None, None, url, str(exc) or type(exc).__name__)
                 )
+        if self.deployment.orderer == "solo":
+            return peers, self.orderer_status()
         cluster = self._attached_cluster()
-        etcd: dict[str, Any] = {"running": cluster is not None}
+        etcd: dict[str, Any] = {"orderer": "etcd", "running": cluster is not None}
         if cluster is not None:
             try:
                 etcd["leader"] = cluster.leader()
@@ -218,16 +328,12 @@ class ProcessNetwork:
         return peers, etcd
 
     def down(self, timeout: float = 15.0) -> None:
-        """Stop the peers (SIGTERM, then SIGKILL after `timeout`), then etcd followers, then its leader."""
-        pids = {org: pid for org, pid in self._pids().items() if _alive(pid)}
-        for pid in pids.values():
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while any(_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        for pid in pids.values():
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        """Stop the peers (SIGTERM, then SIGKILL after `timeout`), then the orderer: the solo process the
+        same way, or the etcd followers, then the leader."""
+        self._stop(list(self._peer_pids().values()), timeout)
+        orderer = self._pids().get(ORDERER_PROCESS)
+        if orderer is not None:
+            self._stop([orderer], timeout)
         (self.data_dir / PROCESSES_FILE).unlink(missing_ok=True)
         cluster = self._attached_cluster()
         if cluster is not None:

@@ -41,5 +41,9 @@ class EmbeddedGateway:
         return self.peer.transaction_proof(tx_id)
 
     def attested_block_hash(self, number: int) -> bytes | None:
-        """The block hash a majority of organisations attested for `number`, if any yet."""
+        """The block hash a majority of organisations attested for `number`, if any yet.
+
+        The peer stores the attestations it received with its next commit; those of the newest
+        block are stored here first, so a proof can be checked as soon as the quorum has attested."""
+        self.peer.flush_attestations()
         return quorum_hash(self.peer, self.peer.store.attestations(number))

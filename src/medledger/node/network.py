@@ -78,7 +78,11 @@ def open_vault_service(data_dir: Path, org_id: str, gateway: EmbeddedGateway, cl
     directory = data_dir / "vaults" / org_id
     directory.mkdir(parents=True, exist_ok=True)
     backend = open_backend(f"sqlite:///{directory.resolve()}")
-    vault = Vault(backend, org_id, load_or_create_master_key(keys / "vault-master.key"))
+    try:
+        vault = Vault(backend, org_id, load_or_create_master_key(keys / "vault-master.key"))
+    except BaseException:  # e.g. refused by its opening scrub: release the database before reporting
+        backend.close()
+        raise
     recorder = LedgerClient(gateway, Credentials.of_member(load_identity(keys, "vault")))
     return VaultService(org_id, vault, gateway.peer, recorder, clock)
 

@@ -34,7 +34,7 @@ from medledger.ledger.execution import (
     execute_genesis,
     genesis_config_of,
 )
-from medledger.ledger.integrity import quick_check
+from medledger.ledger.integrity import check_at_start_up
 from medledger.ledger.pipeline import CommitPipeline, StagedBlock
 from medledger.ledger.proofs import TransactionProof, build_transaction_proof
 from medledger.ledger.receipts import Receipt
@@ -105,7 +105,7 @@ class Peer:
         self._stop = threading.Event()
         self._closed = False
         if self.store.height() > 0:
-            quick_check(self.store)
+            check_at_start_up(self.store)
             self._load_rules()
 
     # set-up ------------------------------------------------------------------------------
@@ -311,9 +311,17 @@ class Peer:
         return 0 if last is None else last.header.timestamp_ms
 
     def flush_attestations(self) -> None:
+        """Store the received attestations of committed blocks now, comparing each with this peer's
+        block (one that arrived while its block was being committed was not compared yet); those
+        of blocks not committed here yet wait for their block's commit, or are stored at close."""
+        height = self.store.height()
         with self._lock:
-            received, self._pending_attestations = self._pending_attestations, []
+            pending = self._pending_attestations
+            received = pending if self._closed else [a for a in pending if a.block_number < height]
+            self._pending_attestations = [] if self._closed else [a for a in pending if a.block_number >= height]
         self.store.put_attestations(received)
+        for attestation in received:
+            self._compare(attestation)
 
     def _compare(self, attestation: BlockAttestation) -> None:
         if attestation.block_number >= self.store.height():

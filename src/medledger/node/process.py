@@ -1,9 +1,11 @@
-"""A peer as its own process: one organisation's ledger, following the etcd orderer, exchanging
-attestations through etcd, catching up from other peers, and serving its REST API.
+"""A network's parts as their own processes: one organisation's peer (following the orderer,
+exchanging attestations, catching up from other peers, serving its REST API), and the solo
+orderer when the network does not use etcd.
 
-`medledger network up` starts one of these per organisation (`medledger node run`). A peer that
-is behind, or behind a compaction of the orderer, fetches the missing batches from another peer
-over REST and commits each only if it reproduces the block hash a quorum attested.
+`medledger network up` starts one peer per organisation (`medledger node run`) and, for
+`--orderer solo`, the orderer first (`medledger orderer run`). With etcd, a peer that is behind
+a compaction of the orderer fetches the missing batches from another peer over REST and commits
+each only if it reproduces the block hash a quorum attested; the solo orderer keeps every batch.
 """
 
 from __future__ import annotations
@@ -25,16 +27,25 @@ import uvicorn
 from medledger.api import create_app
 from medledger.contracts.default import default_registry
 from medledger.core.encoding import decode
+from medledger.core.errors import MedledgerError
 from medledger.core.identity import MemberIdentity, OrgKind, load_identity
-from medledger.node.attestation_board import EtcdAttestationBoard, quorum_hash
+from medledger.node.attestation_board import (
+    AttestationBoard,
+    EtcdAttestationBoard,
+    RelayAttestationBoard,
+    quorum_hash,
+)
 from medledger.node.gateway import EmbeddedGateway
-from medledger.node.network import GENESIS_FILE, NETWORK_FILE, open_vault_service
+from medledger.node.network import GENESIS_FILE, NETWORK_FILE, NetworkError, open_vault_service
 from medledger.node.peer import Peer
 from medledger.node.service import LedgerService
 from medledger.ordering.cutter import CutterConfig
 from medledger.ordering.etcd import BatchCompacted, EtcdKV, EtcdOrderer
-from medledger.ordering.orderer import OrderedBatch, OrderingError
-from medledger.ordering.solo import wall_clock_ms
+from medledger.ordering.orderer import OrderedBatch, Orderer, OrderingError
+from medledger.ordering.relay import AttestationRelay
+from medledger.ordering.remote import RemoteAttestationRelay, RemoteOrderer
+from medledger.ordering.solo import SoloOrderer, wall_clock_ms
+from medledger.ordering.solo_server import OrdererServer, create_orderer_app
 from medledger.sdk.client import Credentials
 from medledger.sdk.rest import signed_headers
 
@@ -43,6 +54,14 @@ log = logging.getLogger(__name__)
 ATTESTATION_WINDOW = 64
 """How many recent heights a peer polls for other organisations' attestations."""
 COMPACT_EVERY_S = 5.0
+ORDERERS = ("etcd", "solo")
+"""The orderers a process network runs on."""
+ORDERER_DIR = "orderer"
+"""The solo orderer's own directory under the network's: its batch log and attestation relay."""
+
+
+class DeploymentError(MedledgerError):
+    """The process network could not be started, reached or stopped; the message says which part."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,44 +69,75 @@ class Deployment:
     """How a network runs as processes (the `deployment` section of network.json)."""
 
     orderer: str
-    """``etcd``."""
+    """``etcd`` or ``solo``."""
     etcd_client_ports: tuple[int, ...]
-    """Client ports of the etcd members on 127.0.0.1."""
+    """Client ports of the etcd members on 127.0.0.1 (none for solo)."""
     etcd_peer_ports: tuple[int, ...]
-    """Raft peer ports of the etcd members."""
+    """Raft peer ports of the etcd members (none for solo)."""
     peer_ports: dict[str, int]
     """Organisation id -> its peer's REST port."""
     host: str = "127.0.0.1"
+    orderer_port: int | None = None
+    """The solo orderer process's port (solo only)."""
+
+    def __post_init__(self) -> None:
+        if self.orderer not in ORDERERS:
+            raise DeploymentError(f"unknown orderer {self.orderer!r}: choose one of {', '.join(ORDERERS)}")
+        if self.orderer == "solo" and self.orderer_port is None:
+            raise DeploymentError("a network on the solo orderer needs the orderer's port")
+        if self.orderer == "etcd" and not self.etcd_client_ports:
+            raise DeploymentError("a network on etcd needs the etcd members' client ports")
 
     @property
     def endpoints(self) -> list[str]:
         return [f"http://{self.host}:{port}" for port in self.etcd_client_ports]
 
+    @property
+    def orderer_url(self) -> str:
+        """Where the solo orderer process serves."""
+        return f"http://{self.host}:{self.orderer_port}"
+
     def peer_url(self, org_id: str) -> str:
         return f"http://{self.host}:{self.peer_ports[org_id]}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        section: dict[str, Any] = {
             "orderer": self.orderer,
             "etcd_client_ports": list(self.etcd_client_ports),
             "etcd_peer_ports": list(self.etcd_peer_ports),
             "peer_ports": dict(self.peer_ports),
             "host": self.host,
         }
+        if self.orderer_port is not None:
+            section["orderer_port"] = self.orderer_port
+        return section
 
     @classmethod
     def load(cls, data_dir: Path) -> Deployment:
-        config = json.loads((Path(data_dir) / NETWORK_FILE).read_text())
-        section = config.get("deployment")
+        path = Path(data_dir) / NETWORK_FILE
+        if not path.is_file():
+            raise NetworkError(
+                f"{data_dir} holds no medledger network (no {NETWORK_FILE}); create one with `medledger network up`"
+            )
+        try:
+            section = json.loads(path.read_text()).get("deployment")
+        except (OSError, ValueError, AttributeError) as exc:
+            raise NetworkError(f"{path} is not readable network settings: {exc}") from exc
         if section is None:
-            raise OrderingError(f"{data_dir} is not set up to run as processes (create it with `medledger network up`)")
-        return cls(
-            section["orderer"],
-            tuple(section["etcd_client_ports"]),
-            tuple(section["etcd_peer_ports"]),
-            dict(section["peer_ports"]),
-            section.get("host", "127.0.0.1"),
-        )
+            raise DeploymentError(
+                f"{data_dir} is not set up to run as processes (create it with `medledger network up`)"
+            )
+        try:
+            return cls(
+                section["orderer"],
+                tuple(section["etcd_client_ports"]),
+                tuple(section["etcd_peer_ports"]),
+                dict(section["peer_ports"]),
+                section.get("host", "127.0.0.1"),
+                section.get("orderer_port"),
+            )
+        except (KeyError, TypeError) as exc:
+            raise DeploymentError(f"the deployment section of {path} is incomplete: {exc}") from exc
 
 
 class PeerProcess:
@@ -105,14 +155,25 @@ class PeerProcess:
         self.identity: MemberIdentity = load_identity(self.data_dir / "keys" / org_id, "peer")
         self.peer = Peer(org_id, self.data_dir / "peers" / org_id, self.identity, default_registry())
         self.peer.bootstrap(genesis, genesis["created_ms"])
-        self.orderer = EtcdOrderer(
-            self.deployment.endpoints,
-            self.channel,
-            CutterConfig(**config["cutter"]),
-            orderer_id=f"etcd/{org_id}",
-            first_number=1,
-        )
-        self.board = EtcdAttestationBoard(EtcdKV(self.deployment.endpoints), self.channel)
+        self.orderer: Orderer
+        self.board: AttestationBoard
+        self.etcd: EtcdOrderer | None = None
+        """The etcd orderer, whose batches are compacted once every peer reported committing them."""
+        self._etcd_kv: EtcdKV | None = None
+        if self.deployment.orderer == "solo":
+            self.orderer = RemoteOrderer(self.deployment.orderer_url)
+            self.board = RelayAttestationBoard(RemoteAttestationRelay(self.deployment.orderer_url))
+        else:
+            self.etcd = EtcdOrderer(
+                self.deployment.endpoints,
+                self.channel,
+                CutterConfig(**config["cutter"]),
+                orderer_id=f"etcd/{org_id}",
+                first_number=1,
+            )
+            self.orderer = self.etcd
+            self._etcd_kv = EtcdKV(self.deployment.endpoints)
+            self.board = EtcdAttestationBoard(self._etcd_kv, self.channel)
         self.peer.on_attestation(self._publish)
         self.stop_event = threading.Event()
         vault = None
@@ -144,8 +205,10 @@ class PeerProcess:
             if batch is None:
                 continue
             self.peer.apply_batch(batch, attested_hash=attested)
+            if self.etcd is None:
+                continue
             try:
-                self.orderer.report_progress(self.org_id, self.peer.store.height())
+                self.etcd.report_progress(self.org_id, self.peer.store.height())
             except OrderingError as exc:
                 log.warning("%s: cannot report progress: %s", self.org_id, exc)
 
@@ -163,7 +226,7 @@ class PeerProcess:
             try:
                 response = httpx.get(
                     self.deployment.peer_url(org_id) + path,
-                    headers=signed_headers(credentials, "GET", path, b"", wall_clock_ms()),
+                    headers=signed_headers(credentials, "GET", path, b"", wall_clock_ms(), node=org_id),
                     timeout=10,
                 )
             except httpx.HTTPError:
@@ -181,22 +244,21 @@ class PeerProcess:
         last_compaction = time.monotonic()
         while not self.stop_event.wait(0.25):
             height = self.peer.store.height()
-            for number in range(max(0, height - ATTESTATION_WINDOW), height + 1):
-                try:
-                    found = self.board.fetch(number)
-                except OrderingError:
-                    break
-                for attestation in found:
-                    key = (attestation.block_number, attestation.org_id)
-                    if key not in self._seen and attestation.org_id != self.org_id:
-                        self._seen.add(key)
-                        self.peer.receive_attestation(attestation)
+            try:
+                found = self.board.fetch_range(max(0, height - ATTESTATION_WINDOW), height + 1)
+            except OrderingError:
+                found = []
+            for attestation in found:
+                key = (attestation.block_number, attestation.org_id)
+                if key not in self._seen and attestation.org_id != self.org_id:
+                    self._seen.add(key)
+                    self.peer.receive_attestation(attestation)
             if height > 0 and height % 16 == 0:
                 self.peer.flush_attestations()
-            if time.monotonic() - last_compaction > COMPACT_EVERY_S:
+            if self.etcd is not None and time.monotonic() - last_compaction > COMPACT_EVERY_S:
                 last_compaction = time.monotonic()
                 try:
-                    self.orderer.compact(self.orgs)
+                    self.etcd.compact(self.orgs)
                 except OrderingError as exc:
                     log.warning("%s: compaction failed: %s", self.org_id, exc)
 
@@ -224,4 +286,52 @@ class PeerProcess:
         for thread in threads:
             thread.join(timeout=10)
         self.orderer.close()
+        self.board.close()
+        if self._etcd_kv is not None:
+            self._etcd_kv.close()
         self.peer.close()
+
+
+class OrdererProcess:
+    """The solo orderer of a process network: its durable batch log and attestation relay (both under
+    <network>/orderer/), served over HTTP on the deployment's orderer port."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.deployment = Deployment.load(self.data_dir)
+        if self.deployment.orderer != "solo":
+            raise DeploymentError(f"{self.data_dir} runs the {self.deployment.orderer} orderer, not a solo one")
+        config = json.loads((self.data_dir / NETWORK_FILE).read_text())
+        directory = self.data_dir / ORDERER_DIR
+        directory.mkdir(parents=True, exist_ok=True)
+        assert self.deployment.orderer_port is not None  # Deployment checks it for solo
+        self.server: OrdererServer | None = None
+        self.orderer = SoloOrderer(directory / "orderer.sqlite", CutterConfig(**config["cutter"]))
+        self.relay = AttestationRelay(directory / "attestations.sqlite")
+        try:
+            self.server = OrdererServer(
+                create_orderer_app(self.orderer, self.relay), self.deployment.host, self.deployment.orderer_port
+            )
+        except OrderingError:
+            self.close()
+            raise
+
+    def run(self) -> None:
+        """Serve until SIGTERM or SIGINT; then cut what is pending and close the log."""
+        assert self.server is not None
+        server = self.server
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            server.stop_soon()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        log.info("solo orderer serving on %s from height %d", server.url, self.orderer.height())
+        try:
+            server.run()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.orderer.close()
+        self.relay.close()

@@ -1,13 +1,17 @@
 """What a node offers its clients, whatever the face (REST, CLI): authenticated calls and the
 rules on who may read what. Handlers decode, call one method here, and encode.
 
-Reads are authenticated by a signed request: the caller signs (method, path, body hash,
-timestamp) in the API domain with the key registered for its signer reference. Who may run
-which query is one table, `QUERY_RULES`, so the rule is visible in one place.
+Reads are authenticated by a signed request: the caller signs (node, method, path, body hash,
+timestamp, nonce) in the API domain with the key registered for its signer reference. A node
+serves only requests addressed to it, each (signer, nonce) once inside the accepted time window
+(`SeenRequests`). Who may run which query is one table, `QUERY_RULES`, so the rule is visible in
+one place.
 """
 
 from __future__ import annotations
 
+import heapq
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -15,7 +19,7 @@ from typing import Any
 
 from medledger.core.errors import EncodingError, MedledgerError
 from medledger.core.identity import Role
-from medledger.core.signing import Domain, api_request_payload, signature_is_valid
+from medledger.core.signing import API_NONCE_SIZE, Domain, api_request_payload, signature_is_valid
 from medledger.ledger.blocks import Block
 from medledger.ledger.errors import TransactionRejected
 from medledger.ledger.execution import Signer, SignerKind
@@ -31,6 +35,9 @@ from medledger.standards import StandardsError
 from medledger.vault import SealedDelivery, VaultIntegrityError
 
 MAX_REQUEST_SKEW_MS = 5 * 60 * 1000
+"""How far a request's timestamp may be from the node's clock, either way."""
+MAX_REMEMBERED_REQUESTS = 100_000
+"""How many served requests a node remembers at most; see SeenRequests."""
 
 
 class ServiceError(MedledgerError):
@@ -123,8 +130,67 @@ class SignedRequest:
     path: str
     body: bytes
     signer_ref: str
+    """``member:<cert id>`` or ``patient:<pseudonym>``."""
+    node: str
+    """The organisation id of the node the caller addressed."""
     timestamp_ms: int
+    nonce: bytes
+    """Drawn afresh by the caller for each request."""
     signature: bytes
+
+
+class SeenRequests:
+    """The (signer, nonce) pairs of the requests a node served inside the accepted time window.
+
+    A request stamped more than the window away from the node's clock is refused anyway, so a
+    pair is forgotten once its timestamp leaves the window: memory is bounded by the request rate.
+    Should `max_entries` still be reached, the oldest pairs are forgotten and requests stamped no
+    later than the newest forgotten one are refused from then on, so no request is served twice.
+    The memory does not outlive the process, so requests stamped before `started_ms` (what an
+    earlier run of the node may have served) are refused the same way.
+    """
+
+    def __init__(
+        self, window_ms: int, *, started_ms: int | None = None, max_entries: int = MAX_REMEMBERED_REQUESTS
+    ) -> None:
+        if max_entries <= 0:
+            raise ValueError(f"max_entries must be positive, got {max_entries}")
+        self.window_ms = window_ms
+        self.max_entries = max_entries
+        self._seen: set[tuple[str, bytes]] = set()
+        self._by_time: list[tuple[int, str, bytes]] = []
+        """Heap of (timestamp, signer, nonce): the next pair to forget on top."""
+        self._forgotten_up_to: int | None = None if started_ms is None else started_ms - 1
+        """Requests stamped at or before this may have been served and are no longer remembered."""
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._seen)
+
+    def admit(self, signer_ref: str, nonce: bytes, timestamp_ms: int, now_ms: int) -> None:
+        """Remember a verified request, or raise AuthenticationError if it may have been served before."""
+        key = (signer_ref, nonce)
+        with self._lock:
+            while self._by_time and self._by_time[0][0] < now_ms - self.window_ms:
+                _, old_signer, old_nonce = heapq.heappop(self._by_time)
+                self._seen.discard((old_signer, old_nonce))
+            if key in self._seen:
+                raise AuthenticationError(
+                    f"REPLAYED: {signer_ref} already sent a request with nonce {nonce.hex()}; "
+                    "each signed request is served once: sign a new one"
+                )
+            if self._forgotten_up_to is not None and timestamp_ms <= self._forgotten_up_to:
+                raise AuthenticationError(
+                    f"REQUEST_TOO_OLD: this node no longer remembers requests stamped at or before "
+                    f"{self._forgotten_up_to}, so it cannot tell whether this one was served: sign it again now"
+                )
+            while len(self._seen) >= self.max_entries:
+                forgotten, old_signer, old_nonce = heapq.heappop(self._by_time)
+                self._seen.discard((old_signer, old_nonce))
+                self._forgotten_up_to = max(forgotten, self._forgotten_up_to or forgotten)
+            self._seen.add(key)
+            heapq.heappush(self._by_time, (timestamp_ms, signer_ref, nonce))
 
 
 WRITER_ROLES = frozenset({Role.REGISTRAR.value, Role.CLINICIAN.value, Role.NURSE.value})
@@ -141,20 +207,38 @@ class LedgerService:
         self.clock = clock
         self.vault = vault
         self.intake = None if vault is None else VaultIntake(vault.vault, clock)
+        self.seen_requests = SeenRequests(MAX_REQUEST_SKEW_MS, started_ms=clock())
+
+    @property
+    def node(self) -> str:
+        """The name a request must be addressed to: this node's organisation id."""
+        return self.peer.org_id
 
     # authentication -------------------------------------------------------------------------
     def authenticate(self, request: SignedRequest) -> Signer:
-        """The signer of a request, or AuthenticationError naming what failed."""
+        """The signer of a request, or AuthenticationError naming what failed.
+
+        The signature is checked before the request is remembered, so nobody but the signer can
+        use up a (signer, nonce) pair."""
+        if request.node != self.node:
+            raise AuthenticationError(
+                f"WRONG_NODE: the request is addressed to node {request.node!r}; this is {self.node!r}"
+            )
         now = self.clock()
         if abs(now - request.timestamp_ms) > MAX_REQUEST_SKEW_MS:
             raise AuthenticationError(f"request timestamp {request.timestamp_ms} is more than 5 minutes from {now}")
+        if len(request.nonce) != API_NONCE_SIZE:
+            raise AuthenticationError(f"the request nonce must be {API_NONCE_SIZE} bytes, got {len(request.nonce)}")
         try:
             signer = self.peer.resolver.resolve(self.peer.store, request.signer_ref, now)
         except TransactionRejected as exc:
             raise AuthenticationError(f"{exc.code}: {exc.reason}") from exc
-        payload = api_request_payload(request.method, request.path, request.body, request.timestamp_ms)
+        payload = api_request_payload(
+            request.node, request.method, request.path, request.body, request.timestamp_ms, request.nonce
+        )
         if not signature_is_valid(Domain.API_REQUEST, signer.public_key, payload, request.signature):
             raise AuthenticationError(f"request signature does not verify under the key of {request.signer_ref}")
+        self.seen_requests.admit(signer.ref, request.nonce, request.timestamp_ms, now)
         return signer
 
     # transactions ---------------------------------------------------------------------------------
@@ -204,7 +288,11 @@ class LedgerService:
         return batch
 
     def attestations(self, number: int) -> list[bytes]:
-        """The signed attestations this peer holds for block `number` (anyone may check them)."""
+        """The signed attestations this peer holds for block `number` (anyone may check them).
+
+        Attestations received since the last commit are stored first, so those of the newest
+        block are served as soon as they arrive, not only after the next block."""
+        self.peer.flush_attestations()
         return [a.encode() for a in self.peer.store.attestations(number)]
 
     # queries ----------------------------------------------------------------------------------------

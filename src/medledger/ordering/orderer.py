@@ -6,8 +6,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
-from medledger.core.encoding import encode
-from medledger.core.errors import MedledgerError
+from medledger.core.encoding import decode, encode
+from medledger.core.errors import EncodingError, MedledgerError
 from medledger.core.hashing import Hash32, tagged_hash
 
 
@@ -35,6 +35,28 @@ class OrderedBatch:
     def metadata(self) -> dict[str, Any]:
         """What the block header records about its ordering."""
         return {"orderer": self.orderer_id, "batch_hash": self.batch_hash}
+
+    def encode(self) -> bytes:
+        """The batch as it travels between processes: canonical CBOR of its four fields."""
+        return encode([self.number, self.timestamp_ms, list(self.transactions), self.orderer_id])
+
+    @classmethod
+    def decode(cls, data: bytes) -> OrderedBatch:
+        """The batch `encode` wrote; OrderingError if `data` is not one."""
+        try:
+            fields = decode(data)
+        except EncodingError as exc:
+            raise OrderingError(f"a transmitted batch is not canonical CBOR: {exc}") from exc
+        if not isinstance(fields, list) or len(fields) != 4:
+            raise OrderingError("a transmitted batch is not a [number, timestamp_ms, transactions, orderer] list")
+        number, timestamp_ms, transactions, orderer_id = fields
+        if not all(isinstance(value, int) and not isinstance(value, bool) for value in (number, timestamp_ms)):
+            raise OrderingError("a transmitted batch's number or timestamp is not an integer")
+        if not isinstance(transactions, list) or not all(isinstance(tx, bytes) for tx in transactions):
+            raise OrderingError("a transmitted batch's transactions are not a list of bytes")
+        if not isinstance(orderer_id, str):
+            raise OrderingError("a transmitted batch's orderer id is not text")
+        return cls(number, timestamp_ms, tuple(transactions), orderer_id)
 
 
 class Orderer(ABC):

@@ -2,7 +2,8 @@
 
 Batches are written to an SQLite log (synchronously) before any peer can read them, so a
 restarted process finds every batch it ever handed out, and a peer that fell behind can
-catch up from the log.
+catch up from the log. A transaction is taken into memory first: one the process had taken
+but not yet cut (at most `time_to_cut_ms` worth) is gone if it crashes, and is submitted again.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from medledger.core.encoding import decode_unchecked, encode
@@ -24,6 +26,12 @@ Clock = Callable[[], int]
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class _CutRequest:
+    done: threading.Event = field(default_factory=threading.Event)
+    """Set once whatever was pending is in the log."""
 
 
 class SoloOrderer(Orderer):
@@ -43,7 +51,7 @@ class SoloOrderer(Orderer):
         self.orderer_id = orderer_id
         self._clock = clock
         self._cutter = BlockCutter(self.config)
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=queue_limit)
+        self._queue: queue.Queue[bytes | _CutRequest | None] = queue.Queue(maxsize=queue_limit)
         self._db = sqlite3.connect(Path(log_path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -68,6 +76,20 @@ class SoloOrderer(Orderer):
             self._queue.put(tx, timeout=5)
         except queue.Full as exc:
             raise OrderingError("the orderer's queue is full; retry later") from exc
+
+    def cut_now(self, timeout: float = 10.0) -> int:
+        """Cut what is pending into a batch now instead of at the time to cut; the height once it is logged."""
+        if self._closed:
+            return self.height()
+        request = _CutRequest()
+        try:
+            self._queue.put(request, timeout=5)
+        except queue.Full as exc:
+            raise OrderingError("the orderer's queue is full; retry later") from exc
+        deadline = time.monotonic() + timeout
+        while not request.done.wait(0.05) and self._thread.is_alive() and time.monotonic() < deadline:
+            pass
+        return self.height()
 
     def height(self) -> int:
         with self._cond:
@@ -114,15 +136,20 @@ class SoloOrderer(Orderer):
         while True:
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                tx = self._queue.get(timeout=timeout)
+                item = self._queue.get(timeout=timeout)
             except queue.Empty:
-                tx = b""
-            if tx is None:
+                item = b""
+            if item is None:
                 self._publish(self._cutter.cut())
                 return
-            if tx:
+            if isinstance(item, _CutRequest):
+                self._publish(self._cutter.cut())
+                deadline = None
+                item.done.set()
+                continue
+            if item:
                 was_empty = self._cutter.pending_count == 0
-                batches = self._cutter.append(tx)
+                batches = self._cutter.append(item)
                 for batch in batches:
                     self._publish(batch)
                 if self._cutter.pending_count == 0:

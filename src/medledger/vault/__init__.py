@@ -2,8 +2,9 @@
 
 Records never leave the hospital in clear: each is encrypted under its own data key, the key is
 wrapped under the vault's master key, and a permitted requester receives the ciphertext with the
-data key sealed to their X25519 key. The interface (`VaultBackend`) is here; its backends
-(SQLite + files, PostgreSQL) live beside it and `open_backend` picks one from a URL.
+data key sealed to their X25519 key. A vault re-hashes every stored ciphertext when it opens
+(`scrub`) and refuses to serve if one was changed. The interface (`VaultBackend`) is here; its
+backends (SQLite + files, PostgreSQL) live beside it and `open_backend` picks one from a URL.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from medledger.vault.errors import (
     VaultIntegrityError,
 )
 from medledger.vault.master_key import load_or_create_master_key
+from medledger.vault.scrub import ScrubReport, scrub
 from medledger.vault.vault import SealedDelivery, Vault, VaultLocator, open_delivery, parse_locator
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "ObjectId",
     "ObjectKind",
     "ObjectNotFound",
+    "ScrubReport",
     "SealedDelivery",
     "StoredObject",
     "Vault",
@@ -44,5 +47,6 @@ __all__ = [
     "open_delivery",
     "open_sealed_key",
     "parse_locator",
+    "scrub",
     "seal_key",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -57,6 +57,23 @@ class StoredObject:
     """When the object was stored, in Unix milliseconds."""
     kind: ObjectKind
     """``record`` or ``blob``."""
+
+
+@dataclass(frozen=True, slots=True)
+class CiphertextDigest:
+    """One object's ciphertext as a scrub sees it: the hash its row records beside the hash of the
+    bytes actually stored."""
+
+    object_id: ObjectId
+    """The object."""
+    recorded: bytes
+    """The `ciphertext_hash` its row records."""
+    stored: Hash32 | None
+    """SHA-256 of the ciphertext bytes stored for it; None when they are missing."""
+    size: int
+    """Length of the stored ciphertext in bytes (0 when missing)."""
+    location: str
+    """Where the bytes are: ``row``, or the blob file or table that should hold them."""
 
 
 def blob_name(ciphertext_hash: Hash32) -> str:
@@ -157,6 +174,16 @@ class VaultBackend(ABC):
     @abstractmethod
     def list_ids(self) -> list[ObjectId]:
         """Every stored object id, in ascending order."""
+
+    @abstractmethod
+    def ciphertext_digests(self) -> Iterator[CiphertextDigest]:
+        """Every object's recorded and actual ciphertext hash, in object id order; each backend hashes
+        the bytes where it keeps them (SQLite: read and hashed here; PostgreSQL: by the server)."""
+
+    @abstractmethod
+    def unreferenced_blobs(self) -> list[str]:
+        """Names of stored out-of-row ciphertexts that no row points at (an interrupted put leaves
+        one behind: harmless, never served, but listed by a scrub)."""
 
     @abstractmethod
     def delete(self, object_id: ObjectId) -> None:

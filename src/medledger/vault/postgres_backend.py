@@ -25,6 +25,7 @@ from psycopg_pool import ConnectionPool
 from medledger.vault.backend import (
     DEFAULT_INLINE_LIMIT,
     ROW_COLUMNS,
+    CiphertextDigest,
     ObjectId,
     StoredObject,
     VaultBackend,
@@ -38,6 +39,9 @@ SCHEMA_VERSION = "1"
 DEFAULT_SCHEMA = "medledger_vault"
 MAX_BYTEA_SIZE = (1 << 30) - 1
 """PostgreSQL refuses a single field value of 1 GiB or more."""
+
+SCRUB_PAGE_ROWS = 256
+"""Objects a scrub asks about per query; the server hashes their bytes, so only hashes travel."""
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _SCHEMA_LOCK_ID = 0x6D65_646C_7661_756C
@@ -148,6 +152,16 @@ class PostgresVaultBackend(VaultBackend):
                 "SELECT o.ciphertext, b.data FROM {objects} o LEFT JOIN {blobs} b "
                 "ON o.ciphertext IS NULL AND b.ciphertext_hash = o.ciphertext_hash WHERE o.object_id = %s"
             ),
+            "digests": (
+                "SELECT o.object_id, o.ciphertext_hash, sha256(COALESCE(o.ciphertext, b.data)), "
+                "octet_length(COALESCE(o.ciphertext, b.data)), o.ciphertext IS NOT NULL FROM {objects} o "
+                "LEFT JOIN {blobs} b ON o.ciphertext IS NULL AND b.ciphertext_hash = o.ciphertext_hash "
+                f"WHERE o.object_id > %s ORDER BY o.object_id LIMIT {SCRUB_PAGE_ROWS}"
+            ),
+            "unreferenced_blobs": (
+                "SELECT b.ciphertext_hash FROM {blobs} b WHERE NOT EXISTS (SELECT 1 FROM {objects} o "
+                "WHERE o.ciphertext IS NULL AND o.ciphertext_hash = b.ciphertext_hash) ORDER BY b.ciphertext_hash"
+            ),
             "exists": "SELECT 1 FROM {objects} WHERE object_id = %s",
             "list_ids": "SELECT object_id FROM {objects} ORDER BY object_id",
             "delete_object": (
@@ -222,6 +236,24 @@ class PostgresVaultBackend(VaultBackend):
     def list_ids(self) -> list[ObjectId]:
         with self._connection("list objects") as connection:
             return [str(row[0]) for row in connection.execute(self._queries["list_ids"]).fetchall()]
+
+    def ciphertext_digests(self) -> Iterator[CiphertextDigest]:
+        after = ""
+        while True:
+            with self._connection("scrub the objects") as connection:
+                rows = connection.execute(self._queries["digests"], (after,), binary=True).fetchall()
+            if not rows:
+                return
+            for object_id, recorded, stored, size, inline in rows:
+                location = "row" if inline else f"{self.schema}.blobs"
+                digest = None if stored is None else bytes(stored)
+                yield CiphertextDigest(str(object_id), bytes(recorded), digest, int(size or 0), location)
+            after = str(rows[-1][0])
+
+    def unreferenced_blobs(self) -> list[str]:
+        with self._connection("list unreferenced blobs") as connection:
+            rows = connection.execute(self._queries["unreferenced_blobs"]).fetchall()
+        return [f"{self.schema}.blobs/{bytes(row[0]).hex()}" for row in rows]
 
     def delete(self, object_id: ObjectId) -> None:
         with self._connection(f"delete object {object_id}") as connection, connection.transaction():

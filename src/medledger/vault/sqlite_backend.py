@@ -8,15 +8,19 @@ row commits, and removed only after its row is gone, so a crash can leave an unr
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+from medledger.core.hashing import HASH_SIZE, sha256
 from medledger.vault.backend import (
     DEFAULT_INLINE_LIMIT,
     ROW_COLUMNS,
+    CiphertextDigest,
     ObjectId,
     StoredObject,
     VaultBackend,
@@ -54,6 +58,10 @@ CREATE INDEX IF NOT EXISTS objects_by_ciphertext_hash ON objects (ciphertext_has
 # A rowid table on purpose: WITHOUT ROWID suits rows far smaller than a page, and inline
 # ciphertexts reach `inline_limit` bytes.
 
+SCRUB_PAGE_ROWS = 64
+"""Rows a scrub reads per query (the lock is released between pages; an inline ciphertext is below
+`inline_limit`, so a page holds at most 64 of them in memory)."""
+
 _COLUMNS = ", ".join(ROW_COLUMNS)
 _INSERT = f"INSERT INTO objects ({_COLUMNS}, ciphertext) VALUES ({', '.join('?' * (len(ROW_COLUMNS) + 1))})"
 
@@ -64,7 +72,11 @@ class SQLiteVaultBackend(VaultBackend):
     One connection serves every thread behind a lock; blob files are read and written outside it.
     """
 
-    def __init__(self, directory: Path | str, *, inline_limit: int = DEFAULT_INLINE_LIMIT) -> None:
+    def __init__(
+        self, directory: Path | str, *, inline_limit: int = DEFAULT_INLINE_LIMIT, read_only: bool = False
+    ) -> None:
+        """Open (creating on first use) the vault in `directory`; `read_only` opens an existing one
+        without writing anything to it, as verification must."""
         super().__init__(inline_limit=inline_limit)
         self.directory = Path(directory)
         """The vault directory."""
@@ -72,7 +84,13 @@ class SQLiteVaultBackend(VaultBackend):
         """The SQLite database file."""
         self.blobs_path = self.directory / BLOBS_DIRECTORY
         """Root of the content-addressed blob files."""
+        self.read_only = read_only
+        """True when opened for reading only."""
         self._lock = threading.RLock()
+        if read_only:
+            self._db = self._open_read_only()
+            self._closed = False
+            return
         try:
             self.blobs_path.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.database_path, check_same_thread=False, isolation_level=None)
@@ -97,6 +115,28 @@ class SQLiteVaultBackend(VaultBackend):
             self._db.close()
             raise
         self._closed = False
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        if not self.database_path.is_file():
+            raise VaultBackendError(f"no vault database at {self.database_path}")
+        try:
+            db = sqlite3.connect(
+                f"file:{self.database_path.resolve()}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+            )
+        except sqlite3.Error as exc:
+            raise VaultBackendError(f"cannot open vault {self.description}: {exc}") from exc
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.Error as exc:
+            db.close()
+            raise VaultBackendError(f"{self.database_path} is not a medledger vault: {exc}") from exc
+        if row is None or row[0] != SCHEMA_VERSION:
+            db.close()
+            found = "none" if row is None else repr(row[0])
+            raise VaultBackendError(
+                f"vault {self.description} has schema version {found}; this medledger reads {SCHEMA_VERSION!r}"
+            )
+        return db
 
     @property
     def description(self) -> str:
@@ -209,6 +249,56 @@ class SQLiteVaultBackend(VaultBackend):
         with self._lock:
             rows = self._connection().execute("SELECT object_id FROM objects ORDER BY object_id").fetchall()
         return [row[0] for row in rows]
+
+    def ciphertext_digests(self) -> Iterator[CiphertextDigest]:
+        after = ""
+        while True:
+            try:
+                with self._lock:
+                    rows = (
+                        self._connection()
+                        .execute(
+                            "SELECT object_id, ciphertext_hash, ciphertext FROM objects WHERE object_id > ? "
+                            f"ORDER BY object_id LIMIT {SCRUB_PAGE_ROWS}",
+                            (after,),
+                        )
+                        .fetchall()
+                    )
+            except sqlite3.Error as exc:
+                raise VaultBackendError(f"cannot scrub {self.description}: {exc}") from exc
+            if not rows:
+                return
+            for object_id, recorded, inline in rows:
+                recorded = recorded if isinstance(recorded, bytes) else str(recorded).encode()
+                if inline is not None:
+                    ciphertext = inline if isinstance(inline, bytes) else str(inline).encode()
+                    yield CiphertextDigest(object_id, recorded, sha256(ciphertext), len(ciphertext), "row")
+                else:
+                    yield self._blob_digest(str(object_id), recorded)
+            after = str(rows[-1][0])
+
+    def _blob_digest(self, object_id: str, recorded: bytes) -> CiphertextDigest:
+        if len(recorded) != HASH_SIZE:  # a changed hash names no blob file at all
+            return CiphertextDigest(object_id, recorded, None, 0, f"{self.blobs_path} (no file for that hash)")
+        path = self.blob_path(recorded)
+        try:
+            with path.open("rb") as file:
+                digest = hashlib.file_digest(file, "sha256")
+                size = file.tell()
+        except FileNotFoundError:
+            return CiphertextDigest(object_id, recorded, None, 0, str(path))
+        except OSError as exc:
+            raise VaultBackendError(f"cannot read blob {path} of object {object_id}: {exc}") from exc
+        return CiphertextDigest(object_id, recorded, digest.digest(), size, str(path))
+
+    def unreferenced_blobs(self) -> list[str]:
+        with self._lock:
+            rows = self._connection().execute("SELECT ciphertext_hash FROM objects WHERE ciphertext IS NULL").fetchall()
+        referenced = {self.blob_path(bytes(row[0])) for row in rows if isinstance(row[0], bytes)}
+        if not self.blobs_path.is_dir():
+            return []
+        found = (path for path in self.blobs_path.rglob("*") if not path.is_dir())
+        return sorted(str(path.relative_to(self.directory)) for path in found if path not in referenced)
 
     def delete(self, object_id: ObjectId) -> None:
         try:

@@ -31,6 +31,7 @@ from medledger.vault.crypto import (
 )
 from medledger.vault.errors import KeyDeliveryError, LocatorError, VaultError, VaultIntegrityError
 from medledger.vault.master_key import MASTER_KEY_SIZE
+from medledger.vault.scrub import ScrubReport, scrub
 
 LOCATOR_SCHEME = "vault://"
 OBJECT_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
@@ -130,7 +131,10 @@ def check_media_type(media_type: str) -> str:
 class Vault:
     """One organisation's encrypted store. Thread-safe when its backend is (both shipped backends are)."""
 
-    def __init__(self, backend: VaultBackend, org_id: str, master_key: bytes) -> None:
+    def __init__(self, backend: VaultBackend, org_id: str, master_key: bytes, *, scrub_on_open: bool = True) -> None:
+        """Open the vault over `backend`. Unless `scrub_on_open` is False, every stored ciphertext is
+        hashed against its row first (`medledger.vault.scrub`), and a vault with a changed or missing
+        ciphertext is refused with a VaultIntegrityError naming the first broken object."""
         if not isinstance(org_id, str) or not NAME_PATTERN.fullmatch(org_id):
             raise VaultError(f"organisation id {org_id!r} is not valid: use 2-63 characters of a-z, 0-9 and '-'")
         if not isinstance(master_key, bytes) or len(master_key) != MASTER_KEY_SIZE:
@@ -140,6 +144,13 @@ class Vault:
         self.org_id = org_id
         """The organisation that runs this vault; bound into every record's AEAD."""
         self._master_key = master_key
+        self.opening_scrub: ScrubReport | None = None
+        """What the scrub at opening found (None when it was skipped)."""
+        if scrub_on_open:
+            self.opening_scrub = scrub(backend)
+            refusal = self.opening_scrub.refusal()
+            if refusal is not None:
+                raise refusal
 
     def __repr__(self) -> str:
         return f"Vault(org_id={self.org_id!r}, backend={self.backend.description!r})"
