@@ -107,6 +107,24 @@ class LedgerStoreSuite(ABC):
         assert store.scan_state("c") == []
         assert [v for _, v in store.scan_state("b/")] == [b"b/1"]
 
+    def test_a_repeated_scan_sees_every_later_write_under_its_prefix(self, store: LedgerStore) -> None:
+        # Prepare: scans asked once (a store may remember them), then blocks writing under them
+        genesis = make_block(0, ZERO_HASH, (b"g",))
+        store.commit_block(genesis, [receipt(b"g" * 32)], {"p/a/1": (b"1", 0), "p/b/1": (b"1", 0), "q/1": (b"q", 0)})
+        for prefix in ("p/", "p/a/", "p/b/", "q/"):
+            store.scan_state(prefix)
+        block1 = make_block(1, genesis.hash, (b"t",))
+        block2 = make_block(2, block1.hash, (b"u",))
+        # Execute: a new key deep under p/a/, a deletion under p/b/, a rewrite under q/
+        store.commit_block(block1, [receipt(b"1" * 32)], {"p/a/x/2": (b"2", 0), "p/b/1": (None, 0)})
+        store.commit_block(block2, [receipt(b"2" * 32)], {"q/1": (b"q2", 0)})
+        # Assert: every scan answers from the committed state, whether asked before or not
+        assert store.scan_state("p/") == [("p/a/1", b"1"), ("p/a/x/2", b"2")]
+        assert store.scan_state("p/a/") == [("p/a/1", b"1"), ("p/a/x/2", b"2")]
+        assert store.scan_state("p/a/x/") == [("p/a/x/2", b"2")]
+        assert store.scan_state("p/b/") == []
+        assert store.scan_state("q/") == [("q/1", b"q2")]
+
     def test_attestations_are_kept_per_org(self, store: LedgerStore) -> None:
         # Prepare
         genesis = make_block(0, ZERO_HASH, (b"g",))

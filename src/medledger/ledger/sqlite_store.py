@@ -98,6 +98,14 @@ _ORDER = {
 """Primary key of each table: the order `scan_raw_rows` streams it in."""
 
 
+def _forget_scans_over(scans: dict[str, tuple[tuple[str, bytes], ...]], key: str) -> None:
+    """Drop every remembered scan whose prefix (ending in "/") `key` falls under."""
+    end = key.find("/")
+    while end != -1:
+        scans.pop(key[: end + 1], None)
+        end = key.find("/", end + 1)
+
+
 _PUT_ATTESTATION = "INSERT OR REPLACE INTO attestations VALUES (?, ?, ?)"
 _SUPERSEDE = "INSERT INTO state_history SELECT key, block_number, tx_index, value FROM state WHERE key=?"
 """Copies a key's current row (if it has one) into the history, before a block replaces or deletes it."""
@@ -107,6 +115,11 @@ STATE_CACHE_ENTRIES = 65_536
 old one and the previous old one is dropped, so between 64k and 128k recent keys stay cached."""
 
 _MISSING = object()
+
+SCAN_CACHE_ENTRIES = 16_384
+"""Whole-prefix scans remembered (for prefixes ending in "/", e.g. one patient's consents)."""
+SCAN_CACHE_MAX_ROWS = 256
+"""A scan answering more rows than this is not remembered (it is rare and would crowd the cache)."""
 
 WRITER_CACHE_KIB = 262_144
 """Page cache of the writer connection (256 MiB): a block's inserts land on pages all over the
@@ -210,6 +223,9 @@ class SQLiteLedgerStore(LedgerStore):
         self._cache_young: dict[str, bytes | None] = {}
         self._cache_old: dict[str, bytes | None] = {}
         self._cache_lock = threading.Lock()
+        self._scans: dict[str, tuple[tuple[str, bytes], ...]] = {}
+        """Prefix (ending in "/") -> every committed row under it; a commit drops the prefixes of
+        each key it writes, so what stays here is exactly what SQL would answer."""
         self._commits = 0
         """Commits finished so far: a value read from SQL is cached only if this did not move."""
         try:
@@ -332,6 +348,22 @@ class SQLiteLedgerStore(LedgerStore):
     def scan_state(
         self, prefix: str, start_after: str | None = None, limit: int | None = None
     ) -> list[tuple[str, bytes]]:
+        if start_after is not None or limit is not None or not prefix.endswith("/") or self.read_only:
+            return self._scan_sql(prefix, start_after, limit)
+        cached = self._scans.get(prefix)
+        if cached is not None:
+            return list(cached)
+        commits = self._commits
+        rows = self._scan_sql(prefix, None, None)
+        if len(rows) <= SCAN_CACHE_MAX_ROWS:
+            with self._cache_lock:
+                if commits == self._commits:
+                    if len(self._scans) >= SCAN_CACHE_ENTRIES:
+                        self._scans.clear()
+                    self._scans[prefix] = tuple(rows)
+        return rows
+
+    def _scan_sql(self, prefix: str, start_after: str | None, limit: int | None) -> list[tuple[str, bytes]]:
         clauses, params = ["key >= ?"], [prefix]
         upper = prefix_upper_bound(prefix)
         if upper is not None:
@@ -399,9 +431,12 @@ class SQLiteLedgerStore(LedgerStore):
             with self._cache_lock:
                 self._commits += 1
                 old = self._cache_old
+                scans = self._scans
                 for key, (value, _) in writes.items():
                     old.pop(key, None)
                     self._remember(key, value)
+                    if scans:
+                        _forget_scans_over(scans, key)
             self._height = number + 1
 
     def put_attestations(self, attestations: Sequence[BlockAttestation]) -> None:
