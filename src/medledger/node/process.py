@@ -29,6 +29,7 @@ from medledger.contracts.default import default_registry
 from medledger.core.encoding import decode
 from medledger.core.errors import MedledgerError
 from medledger.core.identity import MemberIdentity, OrgKind, load_identity
+from medledger.ledger.errors import IntegrityError
 from medledger.node.attestation_board import (
     AttestationBoard,
     EtcdAttestationBoard,
@@ -195,16 +196,18 @@ class PeerProcess:
             height = self.peer.store.height()
             try:
                 batch = self.orderer.read(height, timeout=0.5)
-                attested = None
             except BatchCompacted:
-                batch, attested = self._fetch_from_peers(height)
+                if not self._catch_up_from_peers(height):
+                    self.stop_event.wait(0.5)
+                    continue
             except OrderingError as exc:
                 log.warning("%s: orderer unavailable (%s); retrying", self.org_id, exc)
                 self.stop_event.wait(0.5)
                 continue
-            if batch is None:
-                continue
-            self.peer.apply_batch(batch, attested_hash=attested)
+            else:
+                if batch is None:
+                    continue
+                self.peer.apply_batch(batch)
             if self.etcd is None:
                 continue
             try:
@@ -212,32 +215,51 @@ class PeerProcess:
             except OrderingError as exc:
                 log.warning("%s: cannot report progress: %s", self.org_id, exc)
 
-    def _fetch_from_peers(self, number: int) -> tuple[OrderedBatch | None, bytes | None]:
-        """Batch `number` from another peer, with the hash the quorum attested for it."""
+    def _catch_up_from_peers(self, number: int) -> bool:
+        """Commit block `number` from a batch another peer serves, if it reproduces the hash the quorum
+        attested; a peer whose batch does not is named in the log and the next one is asked. False
+        when no quorum attested the block yet or no peer served a batch that reproduces it."""
         attested = quorum_hash(self.peer, self.board.fetch(number))
         if attested is None:
-            self.stop_event.wait(0.5)  # not attested by a quorum yet: wait for it
-            return None, None
-        credentials = Credentials.of_member(self.identity)
+            return False  # not attested by a quorum yet: wait for it
         for org_id in self.orgs:
             if org_id == self.org_id:
                 continue
-            path = f"/v1/batches/{number}"
+            batch = self._batch_from(org_id, number)
+            if batch is None:
+                continue
             try:
-                response = httpx.get(
-                    self.deployment.peer_url(org_id) + path,
-                    headers=signed_headers(credentials, "GET", path, b"", wall_clock_ms(), node=org_id),
-                    timeout=10,
-                )
-            except httpx.HTTPError:
+                self.peer.apply_batch(batch, attested_hash=attested)
+            except (IntegrityError, ValueError) as exc:  # ValueError: a batch that cannot follow this chain
+                log.error("%s: %s served a batch the quorum did not attest: %s", self.org_id, org_id, exc)
                 continue
-            if response.status_code != 200:
-                continue
-            fields = decode(base64.b64decode(response.json()["batch"]))
             log.warning("%s: caught up block %d from %s (etcd compacted it)", self.org_id, number, org_id)
-            return OrderedBatch(fields[0], fields[1], tuple(fields[2]), fields[3]), attested
-        self.stop_event.wait(0.5)
-        return None, None
+            return True
+        return False
+
+    def _batch_from(self, org_id: str, number: int) -> OrderedBatch | None:
+        """Batch `number` as `org_id`'s peer serves it over REST, or None if it does not (or not legibly)."""
+        path = f"/v1/batches/{number}"
+        credentials = Credentials.of_member(self.identity)
+        try:
+            response = httpx.get(
+                self.deployment.peer_url(org_id) + path,
+                headers=signed_headers(credentials, "GET", path, b"", wall_clock_ms(), node=org_id),
+                timeout=10,
+            )
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        try:
+            fields = decode(base64.b64decode(response.json()["batch"], validate=True))
+            batch = OrderedBatch(int(fields[0]), int(fields[1]), tuple(fields[2]), str(fields[3]))
+            if batch.number != number:
+                raise ValueError(f"it is numbered {batch.number}")
+            return batch
+        except (MedledgerError, ValueError, KeyError, IndexError, TypeError) as exc:
+            log.error("%s: %s served an unreadable batch %d: %s", self.org_id, org_id, number, exc)
+            return None
 
     def exchange_attestations(self) -> None:
         """Read other organisations' attestations of recent blocks into this peer."""
