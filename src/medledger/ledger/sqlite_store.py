@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS state (
     value        BLOB NOT NULL,
     block_number INTEGER NOT NULL,
     tx_index     INTEGER NOT NULL
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS attestations (
     block_number INTEGER NOT NULL,
     org_id       TEXT NOT NULL,
@@ -107,8 +107,13 @@ def _forget_scans_over(scans: dict[str, tuple[tuple[str, bytes], ...]], key: str
 
 
 _PUT_ATTESTATION = "INSERT OR REPLACE INTO attestations VALUES (?, ?, ?)"
-_SUPERSEDE = "INSERT INTO state_history SELECT key, block_number, tx_index, value FROM state WHERE key=?"
-"""Copies a key's current row (if it has one) into the history, before a block replaces or deletes it."""
+_SUPERSEDE_HEAD = "INSERT INTO state_history SELECT key, block_number, tx_index, value FROM state WHERE key IN"
+"""Copies the current rows of the keys that follow (those that have one) into the history, before a
+block replaces or deletes them."""
+_UPSERT = (
+    "ON CONFLICT(key) DO UPDATE SET value=excluded.value, block_number=excluded.block_number, "
+    "tx_index=excluded.tx_index"
+)
 
 STATE_CACHE_ENTRIES = 65_536
 """Entries per generation of the state cache: when the young generation fills up it becomes the
@@ -120,6 +125,12 @@ SCAN_CACHE_ENTRIES = 16_384
 """Whole-prefix scans remembered (for prefixes ending in "/", e.g. one patient's consents)."""
 SCAN_CACHE_MAX_ROWS = 256
 """A scan answering more rows than this is not remembered (it is rare and would crowd the cache)."""
+
+PAGE_SIZE = 16_384
+"""Bytes per database page. The state table is a rowid table with its key in a separate index: a
+block's rows are appended at the end of the table, and only the index's small entries land all over
+its B-tree. Measured here with 1,500 random keys and 200-600-byte values per block: 74 ms per block
+as a WITHOUT ROWID table on 4 KiB pages, 31 ms as a rowid table, 19 ms on 16 KiB pages."""
 
 WRITER_CACHE_KIB = 262_144
 """Page cache of the writer connection (256 MiB): a block's inserts land on pages all over the
@@ -173,6 +184,33 @@ class _Checkpointer:
         self._db.close()
 
 
+MAX_PARAMETERS = 32_766
+"""Bound parameters per statement (SQLite's default limit since 3.32; the connection's own limit is
+used when it is lower)."""
+
+
+def _execute_rows(db: sqlite3.Connection, head: str, rows: Sequence[tuple[Any, ...]], tail: str, limit: int) -> None:
+    """Run `head VALUES (...), (...), ... tail` over `rows` in as few statements as the parameter
+    limit allows. One statement per chunk, not one per row: the sqlite3 module releases the GIL
+    around each step and must take it back after, and beside a busy Python thread (the next block
+    executing) each take-back can wait the interpreter's whole switch interval (5 ms)."""
+    if not rows:
+        return
+    width = len(rows[0])
+    per_statement = max(1, limit // width)
+    row_marks = "(" + ",".join("?" * width) + ")"
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        db.execute(f"{head} VALUES {','.join([row_marks] * len(chunk))} {tail}", [v for row in chunk for v in row])
+
+
+def _execute_keys(db: sqlite3.Connection, head: str, keys: Sequence[str], tail: str, limit: int) -> None:
+    """Run `head (?, ?, ...) tail` with `keys` in the parenthesis, in as few statements as the limit allows."""
+    for start in range(0, len(keys), limit):
+        chunk = keys[start : start + limit]
+        db.execute(f"{head} ({','.join('?' * len(chunk))}) {tail}", chunk)
+
+
 def _attestation_row(attestation: BlockAttestation) -> tuple[int, str, bytes]:
     return (attestation.block_number, attestation.org_id, attestation.encode())
 
@@ -193,6 +231,7 @@ class SQLiteLedgerStore(LedgerStore):
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = self._connect()
+                self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # takes effect only on a new file
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
                 self._db.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
@@ -216,6 +255,7 @@ class SQLiteLedgerStore(LedgerStore):
                     )
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open ledger database {self.path}: {exc}") from exc
+        self._parameter_limit = min(MAX_PARAMETERS, self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
         self._lock = threading.RLock()
         self._readers = threading.local()
         self._closed = False
@@ -397,8 +437,9 @@ class SQLiteLedgerStore(LedgerStore):
         # Rows go in key order: each B-tree page is then visited once per block, not once per row.
         receipt_rows.sort(key=lambda row: row[2])
         upserts = sorted((key, value, number, index) for key, (value, index) in writes.items() if value is not None)
-        deletes = sorted((key,) for key, (value, _) in writes.items() if value is None)
-        written = sorted((key,) for key in writes)
+        deletes = sorted(key for key, (value, _) in writes.items() if value is None)
+        written = sorted(writes)
+        limit = self._parameter_limit
         tombstones = sorted((key, number, index, None) for key, (value, index) in writes.items() if value is None)
         with self._lock:
             if number != self._height:
@@ -409,18 +450,13 @@ class SQLiteLedgerStore(LedgerStore):
                     "INSERT INTO blocks (number, hash, header, body) VALUES (?, ?, ?, ?)",
                     (number, block.hash, block.header_bytes, block.encode_body()),
                 )
-                self._db.executemany("INSERT INTO receipts VALUES (?, ?, ?, ?, ?)", receipt_rows)
+                _execute_rows(self._db, "INSERT INTO receipts", receipt_rows, "", limit)
                 # The rows this block replaces or deletes move to the history first: the state
                 # root of the block that wrote them still commits to them.
-                self._db.executemany(_SUPERSEDE, written)
-                self._db.executemany(
-                    "INSERT INTO state (key, value, block_number, tx_index) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value, "
-                    "block_number=excluded.block_number, tx_index=excluded.tx_index",
-                    upserts,
-                )
-                self._db.executemany("DELETE FROM state WHERE key=?", deletes)
-                self._db.executemany("INSERT INTO state_history VALUES (?, ?, ?, ?)", tombstones)
+                _execute_keys(self._db, _SUPERSEDE_HEAD, written, "", limit)
+                _execute_rows(self._db, "INSERT INTO state", upserts, _UPSERT, limit)
+                _execute_keys(self._db, "DELETE FROM state WHERE key IN", deletes, "", limit)
+                _execute_rows(self._db, "INSERT INTO state_history", tombstones, "", limit)
                 self._db.executemany(_PUT_ATTESTATION, [_attestation_row(a) for a in attestations])
                 self._db.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
