@@ -193,7 +193,7 @@ class PeerProcess:
     # following the orderer -------------------------------------------------------------------
     def follow(self) -> None:
         while not self.stop_event.is_set():
-            height = self.peer.store.height()
+            height = self.peer.executed_height()
             try:
                 batch = self.orderer.read(height, timeout=0.5)
             except BatchCompacted:
@@ -207,7 +207,8 @@ class PeerProcess:
             else:
                 if batch is None:
                     continue
-                self.peer.apply_batch(batch)
+                # The peer is alone in its process: the next block executes while this one is written.
+                self.peer.stage_batch(batch)
             if self.etcd is None:
                 continue
             try:
