@@ -18,6 +18,7 @@ from medledger.bench import JSON_KEYS, BenchConfig, BenchReport, run_bench
 from medledger.bench.commit_path import measure_commit_path
 from medledger.bench.replicated import NOT_MEASURED
 from medledger.cli import bench as bench_command
+from medledger.cli.main import app as main_app
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +95,20 @@ def test_the_cli_command_writes_the_json_and_the_plot(
     assert "not measured: etcd backend unavailable" in result.output
     assert set(json.loads(json_path.read_text())) >= set(JSON_KEYS)
     assert plot_path.exists()
+
+
+def test_a_work_dir_that_does_not_exist_yet_is_created_and_one_that_cannot_be_is_named(
+    tiny_report: BenchReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare
+    monkeypatch.setattr("medledger.bench.run_bench", lambda config, **_: tiny_report)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    # Execute
+    created = CliRunner().invoke(main_app, ["bench", "--quick", "--work-dir", str(tmp_path / "new" / "scratch")])
+    refused = CliRunner().invoke(main_app, ["bench", "--quick", "--work-dir", str(a_file / "scratch")])
+    # Assert
+    assert created.exit_code == 0, created.output
+    assert (tmp_path / "new" / "scratch").is_dir()
+    assert refused.exit_code == 2
+    assert "--work-dir" in refused.output and "Traceback" not in refused.output

@@ -29,6 +29,12 @@ def bench(
     and ledger growth; print each figure beside the baseline of the same run."""
     from medledger.bench import BenchConfig, run_bench
 
+    if work_dir is not None:
+        try:
+            work_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            message = f"cannot use {work_dir} for the scratch ledgers: {exc}"
+            raise typer.BadParameter(message, param_hint="--work-dir") from exc
     config = BenchConfig.quick_run() if quick else BenchConfig.full()
     console.print(
         f"[bold]medledger bench[/]{' --quick' if quick else ''}: every figure is compared with this run's baseline"

@@ -96,6 +96,9 @@ def main() -> None:
     except MedledgerError as exc:
         errors.print(f"[bold red]error:[/] {exc}")
         sys.exit(2)
+    except OSError as exc:  # a full disk, a missing or unwritable path: one line, never a traceback
+        errors.print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
     except KeyboardInterrupt:
         errors.print("interrupted")
         sys.exit(130)
