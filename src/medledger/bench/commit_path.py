@@ -89,7 +89,9 @@ class BenchPeer:
     def stage(self, timestamp_ms: int, transactions: list[bytes]) -> Future[CommittedBlock]:
         """Execute one block and hand it to the peer's commit pipeline (the next may execute at once)."""
         batch = OrderedBatch(self.peer.executed_height(), timestamp_ms, tuple(transactions), "bench")
-        return self.peer.stage_batch(batch)
+        staged = self.peer.stage_batch(batch)
+        self.committed += len(transactions)
+        return staged
 
     def close(self) -> None:
         self.peer.close()

@@ -177,7 +177,7 @@ class BenchReport:
             rate(f"commit rate at {size.transactions:,} tx", size.commit_tps)
             cpu = size.commit_cpu_us
             table.add_row(
-                "  commit thread CPU per tx", f"{cpu:,.0f} µs", f"{base:,.0f}", f"{cpu / 1e6 * base:.2f} verifies"
+                "  peer process CPU per tx", f"{cpu:,.0f} µs", f"{base:,.0f}", f"{cpu / 1e6 * base:.2f} verifies"
             )
             duration(f"  'who accessed' query at {size.transactions:,} (slowest)", size.query_ms_max)
         table.add_row("growth commit ratio (largest / 10k)", f"{self.growth.commit_ratio:.2f}", f"{base:,.0f}", "-")

@@ -178,6 +178,10 @@ class Peer:
         staged.done.add_done_callback(resolve)
         return result
 
+    def wait_for_commits(self, timeout: float | None = None) -> None:
+        """Wait until every staged block is durable; raise StoreError if a commit failed."""
+        self._pipeline.drain(timeout)
+
     def executed_height(self) -> int:
         """Blocks executed so far: those committed and those staged for their commit. The next
         batch to apply or stage is this number."""
