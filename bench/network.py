@@ -1,5 +1,7 @@
-"""The embedded network (five peers, solo orderer, or etcd with --etcd) under concurrent clients:
-a sweep of offered loads, then a sustained run; committed TPS and submit-to-commit latency.
+"""A network under concurrent clients: a sweep of offered loads, then a sustained run; committed
+TPS and submit-to-commit latency. By default the embedded network (five peers in this process,
+solo orderer); with --etcd the deployed one (a 3-node etcd cluster, one peer process per
+organisation, clients over REST).
 
     .venv/bin/python bench/network.py [--sweep 250,500,1000] [--step 8] [--sustained 60] [--etcd]
 """
@@ -13,8 +15,8 @@ from pathlib import Path
 from _common import LineProgress
 
 from medledger.bench.baseline import make_checks, one_core_verify_rate
-from medledger.bench.network import measure_network, solo_orderer
-from medledger.bench.replicated import NOT_MEASURED, etcd_orderer_factory
+from medledger.bench.network import measure_network
+from medledger.bench.replicated import NOT_MEASURED, measure_replicated
 
 
 def main() -> None:
@@ -22,23 +24,32 @@ def main() -> None:
     parser.add_argument("--sweep", default="250,500,750,1000,1500,2000,2500", help="offered tx/s, comma-separated")
     parser.add_argument("--step", type=float, default=8.0, help="seconds per sweep level")
     parser.add_argument("--sustained", type=float, default=60.0, help="seconds of the sustained run")
-    parser.add_argument("--etcd", action="store_true", help="order with a 3-node etcd cluster instead of solo")
+    parser.add_argument(
+        "--etcd", action="store_true", help="the process deployment on a 3-node etcd cluster, clients over REST"
+    )
     args = parser.parse_args()
+    sweep = [int(rate) for rate in args.sweep.split(",")]
     baseline = one_core_verify_rate(make_checks(2_000), 3.0)
     with tempfile.TemporaryDirectory(prefix="medledger-network-") as scratch:
-        factory = etcd_orderer_factory(Path(scratch) / "etcd") if args.etcd else solo_orderer
-        if factory is None:
-            print(NOT_MEASURED)
-            return
-        result = measure_network(
-            Path(scratch) / "net",
-            factory,
-            orderer_name="etcd" if args.etcd else "solo",
-            sweep=[int(rate) for rate in args.sweep.split(",")],
-            step_seconds=args.step,
-            sustained_seconds=args.sustained,
-            progress=LineProgress(),
-        )
+        if args.etcd:
+            result = measure_replicated(
+                Path(scratch) / "net",
+                sweep=sweep,
+                step_seconds=args.step,
+                sustained_seconds=args.sustained,
+                progress=LineProgress(),
+            )
+        else:
+            result = measure_network(
+                Path(scratch) / "net",
+                sweep=sweep,
+                step_seconds=args.step,
+                sustained_seconds=args.sustained,
+                progress=LineProgress(),
+            )
+    if result is None:
+        print(NOT_MEASURED)
+        return
     print(f"baseline: {baseline:,.0f} verify/s on one core")
     for point in [*result.sweep, result.sustained]:
         print(

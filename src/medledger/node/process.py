@@ -265,10 +265,14 @@ class PeerProcess:
     def exchange_attestations(self) -> None:
         """Read other organisations' attestations of recent blocks into this peer."""
         last_compaction = time.monotonic()
+        others = [org_id for org_id in self.orgs if org_id != self.org_id]
+        complete_below = 0  # every other organisation's attestation of each block below this has been read
         while not self.stop_event.wait(0.25):
             height = self.peer.store.height()
+            window_start = max(0, height - ATTESTATION_WINDOW)
+            complete_below = max(complete_below, window_start)
             try:
-                found = self.board.fetch_range(max(0, height - ATTESTATION_WINDOW), height + 1)
+                found = self.board.fetch_range(complete_below, height + 1)
             except OrderingError:
                 found = []
             for attestation in found:
@@ -276,6 +280,10 @@ class PeerProcess:
                 if key not in self._seen and attestation.org_id != self.org_id:
                     self._seen.add(key)
                     self.peer.receive_attestation(attestation)
+            while complete_below < height and all((complete_below, org_id) in self._seen for org_id in others):
+                complete_below += 1
+            if len(self._seen) > 4 * ATTESTATION_WINDOW * len(self.orgs):  # forget what fell out of the window
+                self._seen = {key for key in self._seen if key[0] >= window_start}
             if height > 0 and height % 16 == 0:
                 self.peer.flush_attestations()
             if self.etcd is not None and time.monotonic() - last_compaction > COMPACT_EVERY_S:
