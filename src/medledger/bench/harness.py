@@ -42,7 +42,7 @@ class BenchConfig:
             baseline_seconds=3.0,
             scaling_checks=20_000,
             commit_blocks=60,
-            network_sweep=(250, 500, 750, 1000, 1500, 2000, 2500),
+            network_sweep=(250, 325, 400, 500, 650, 800, 1000, 1500, 2000, 2500),
             network_step_seconds=8.0,
             network_sustained_seconds=60.0,
             etcd_step_seconds=6.0,
