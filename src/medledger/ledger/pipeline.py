@@ -82,9 +82,9 @@ class CommitPipeline:
             raise ValueError(f"pipeline depth must be at least 1, not {depth}")
         self.store = store
         self._on_durable = on_durable
-        self._staged: deque[StagedBlock] = deque()
-        """Staged and not yet durable, oldest first. Replaced, never mutated in place, so a reader
-        holding the old deque sees a consistent snapshot."""
+        self._staged: tuple[StagedBlock, ...] = ()
+        """Staged and not yet durable, oldest first. A tuple, replaced and never mutated, so a
+        reader holding the old one sees a consistent snapshot."""
         self._room = threading.Semaphore(depth)
         self._queue: deque[StagedBlock] = deque()
         self._wakeup = threading.Condition()
@@ -95,7 +95,7 @@ class CommitPipeline:
 
     # the view execution reads through -------------------------------------------------------
     def _snapshot(self) -> tuple[StagedBlock, ...]:
-        return tuple(self._staged)
+        return self._staged
 
     def height(self) -> int:
         staged = self._snapshot()
@@ -174,7 +174,7 @@ class CommitPipeline:
                 self._room.release()
                 self.ensure_accepting()
                 raise StoreError(f"the commit pipeline is closed; block {staged.number} was not staged")
-            self._staged = deque((*self._staged, staged))
+            self._staged = (*self._staged, staged)
             self._queue.append(staged)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._write, name=self._name, daemon=True)
@@ -206,7 +206,7 @@ class CommitPipeline:
                 return
             with self._wakeup:
                 self._queue.popleft()
-                self._staged = deque(list(self._staged)[1:])
+                self._staged = self._staged[1:]
             self._room.release()
             try:
                 self._on_durable(staged)
@@ -218,7 +218,7 @@ class CommitPipeline:
             self._failure = exc
             failed = list(self._queue)
             self._queue.clear()
-            self._staged = deque()
+            self._staged = ()
         for staged in failed:
             staged.done.set_exception(exc)
             self._room.release()
