@@ -281,7 +281,7 @@ def test_a_colluding_minority_cannot_move_the_quorum(cluster: Cluster, attacks: 
 
 
 class MemoryKV:
-    """The two etcd calls the attestation board makes, kept in a dict."""
+    """The etcd calls the attestation board makes, kept in a dict."""
 
     def __init__(self) -> None:
         self.values: dict[str, bytes] = {}
@@ -291,6 +291,9 @@ class MemoryKV:
 
     def get_prefix(self, prefix: str) -> list[tuple[str, bytes]]:
         return sorted((k, v) for k, v in self.values.items() if k.startswith(prefix))
+
+    def get_range(self, start: str, end: str, *, serializable: bool = False) -> list[tuple[str, bytes]]:
+        return sorted((k, v) for k, v in self.values.items() if start <= k < end)
 
 
 def test_a_malformed_attestation_on_the_board_is_dropped_not_fatal(cluster: Cluster, attacks: AttackLog) -> None:

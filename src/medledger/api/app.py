@@ -8,11 +8,13 @@ patient:<pseudonym>), `X-Medledger-Node` (the organisation id of the node addres
 `api_request_payload(node, method, path, body, timestamp, nonce)` in the API domain).
 """
 
+import asyncio
 import base64
 import binascii
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -136,8 +138,16 @@ def create_app(service: LedgerService) -> FastAPI:
         }
 
     @app.post("/v1/transactions")
-    def submit(body: SubmitBody) -> dict[str, Any]:
-        tx_id, receipt = service.submit(_base64(body.tx, "tx"), body.wait_seconds)
+    async def submit(body: SubmitBody) -> dict[str, Any]:
+        # Ordering takes a worker thread for the orderer's round trip only; the wait for the receipt holds
+        # no thread, so the clients in flight are not bounded by the worker pool.
+        tx_id, future = await run_in_threadpool(service.order, _base64(body.tx, "tx"))
+        receipt: Receipt | None = None
+        if body.wait_seconds > 0:
+            try:
+                receipt = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), body.wait_seconds)
+            except TimeoutError:
+                receipt = None
         return {"tx_id": tx_id.hex(), "receipt": None if receipt is None else receipt_json(receipt)}
 
     @app.get("/v1/transactions/{tx_id}/receipt")

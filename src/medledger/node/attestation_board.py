@@ -70,6 +70,8 @@ class KeyValue(Protocol):
 
     def get_prefix(self, prefix: str) -> Sequence[tuple[object, bytes]]: ...
 
+    def get_range(self, start: str, end: str, *, serializable: bool = False) -> Sequence[tuple[object, bytes]]: ...
+
 
 class EtcdAttestationBoard(AttestationBoard):
     """Attestations of one channel in etcd, under /medledger/<channel>/attestations/<height>/<org>."""
@@ -83,6 +85,14 @@ class EtcdAttestationBoard(AttestationBoard):
 
     def fetch(self, number: int) -> list[BlockAttestation]:
         return decode_attestations(raw for _, raw in self.kv.get_prefix(f"{self.prefix}{number:012d}/"))
+
+    def fetch_range(self, first: int, end: int) -> list[BlockAttestation]:
+        """One range read over the heights (keys sort by zero-padded height), from the member's own copy:
+        the window is polled again, so an entry still in flight is read next time."""
+        if end <= first:
+            return []
+        entries = self.kv.get_range(f"{self.prefix}{first:012d}/", f"{self.prefix}{end:012d}/", serializable=True)
+        return decode_attestations(raw for _, raw in entries)
 
     def close(self) -> None:
         """Nothing to do: the key-value client belongs to whoever made it."""

@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 ATTESTATION_WINDOW = 64
 """How many recent heights a peer polls for other organisations' attestations."""
 COMPACT_EVERY_S = 5.0
+PROGRESS_EVERY_S = 1.0
+"""How often a busy peer reports its committed height to the etcd orderer (for compaction)."""
 ORDERERS = ("etcd", "solo")
 """The orderers a process network runs on."""
 ORDERER_DIR = "orderer"
@@ -192,8 +194,10 @@ class PeerProcess:
 
     # following the orderer -------------------------------------------------------------------
     def follow(self) -> None:
+        reported, reported_at = -1, 0.0
         while not self.stop_event.is_set():
             height = self.peer.executed_height()
+            batch: OrderedBatch | None = None
             try:
                 batch = self.orderer.read(height, timeout=0.5)
             except BatchCompacted:
@@ -205,16 +209,21 @@ class PeerProcess:
                 self.stop_event.wait(0.5)
                 continue
             else:
-                if batch is None:
-                    continue
-                # The peer is alone in its process: the next block executes while this one is written.
-                self.peer.stage_batch(batch)
+                if batch is not None:
+                    # The peer is alone in its process: the next block executes while this one is written.
+                    self.peer.stage_batch(batch)
             if self.etcd is None:
                 continue
-            try:
-                self.etcd.report_progress(self.org_id, self.peer.store.height())
-            except OrderingError as exc:
-                log.warning("%s: cannot report progress: %s", self.org_id, exc)
+            # Progress only decides compaction (every few seconds): report it at most once a PROGRESS_EVERY_S,
+            # and when the peer is idle, rather than as one more fsynced etcd write per block.
+            committed = self.peer.store.height()
+            idle = batch is None and committed == self.peer.executed_height()
+            if committed != reported and (idle or time.monotonic() - reported_at >= PROGRESS_EVERY_S):
+                try:
+                    self.etcd.report_progress(self.org_id, committed)
+                    reported, reported_at = committed, time.monotonic()
+                except OrderingError as exc:
+                    log.warning("%s: cannot report progress: %s", self.org_id, exc)
 
     def _catch_up_from_peers(self, number: int) -> bool:
         """Commit block `number` from a batch another peer serves, if it reproduces the hash the quorum
@@ -266,7 +275,8 @@ class PeerProcess:
         """Read other organisations' attestations of recent blocks into this peer."""
         last_compaction = time.monotonic()
         others = [org_id for org_id in self.orgs if org_id != self.org_id]
-        complete_below = 0  # every other organisation's attestation of each block below this has been read
+        complete_below = 1  # every other organisation's attestation of each block below this has been read
+        # (block 0, the genesis block, is the network's founding document: no peer attests it)
         while not self.stop_event.wait(0.25):
             height = self.peer.store.height()
             window_start = max(0, height - ATTESTATION_WINDOW)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
@@ -242,8 +243,9 @@ class LedgerService:
         return signer
 
     # transactions ---------------------------------------------------------------------------------
-    def submit(self, tx_bytes: bytes, wait_seconds: float) -> tuple[TxId, Receipt | None]:
-        """Check the bytes decode as a transaction, order them, and wait up to `wait_seconds` for the receipt."""
+    def order(self, tx_bytes: bytes) -> tuple[TxId, Future[Receipt]]:
+        """Check the bytes decode as a transaction and order them (unless already committed); returns its id
+        and a future resolved with its receipt once this peer commits it."""
         try:
             tx = decode_transaction(tx_bytes)
         except EncodingError as exc:
@@ -251,12 +253,17 @@ class LedgerService:
         future = self.peer.receipt_future(tx.tx_id)
         if not future.done():
             self.orderer.submit(tx_bytes)
+        return tx.tx_id, future
+
+    def submit(self, tx_bytes: bytes, wait_seconds: float) -> tuple[TxId, Receipt | None]:
+        """Order the transaction (see `order`) and wait up to `wait_seconds` for the receipt."""
+        tx_id, future = self.order(tx_bytes)
         if wait_seconds <= 0:
-            return tx.tx_id, None
+            return tx_id, None
         try:
-            return tx.tx_id, future.result(timeout=wait_seconds)
+            return tx_id, future.result(timeout=wait_seconds)
         except FutureTimeout:
-            return tx.tx_id, None
+            return tx_id, None
 
     def receipt(self, tx_id: TxId) -> Receipt:
         receipt = self.peer.receipt(tx_id)

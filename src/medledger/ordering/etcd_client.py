@@ -294,8 +294,12 @@ class EtcdClient:
         sort_order: str | None = None,
         min_create_revision: int = 0,
         max_create_revision: int = 0,
+        serializable: bool = False,
     ) -> tuple[list[KeyValue], int, bool]:
-        """The keys in `[key, range_end)` (or `key` alone): (keys, header revision, more keys beyond limit)."""
+        """The keys in `[key, range_end)` (or `key` alone): (keys, header revision, more keys beyond limit).
+
+        `serializable`: answered by the member asked from its own copy, without a quorum round (it may lag
+        the leader by the writes in flight); for polls that are repeated anyway."""
         body: Json = {"key": b64(key)}
         if range_end is not None:
             body["range_end"] = b64(range_end)
@@ -309,6 +313,8 @@ class EtcdClient:
                 body[name] = str(number)
         if keys_only:
             body["keys_only"] = True
+        if serializable:
+            body["serializable"] = True
         if sort_target:
             body["sort_target"] = sort_target
         if sort_order:
@@ -470,16 +476,22 @@ class EtcdKV:
 
     def get_prefix(self, prefix: Key, *, page: int = 1000) -> list[tuple[bytes, bytes]]:
         """Every (key, value) under `prefix`, in key order, read page by page at one revision."""
-        end = prefix_end(prefix)
-        start, revision = as_bytes(prefix), 0
+        return self.get_range(prefix, prefix_end(prefix), page=page)
+
+    def get_range(
+        self, start: Key, end: Key, *, page: int = 1000, serializable: bool = False
+    ) -> list[tuple[bytes, bytes]]:
+        """Every (key, value) in `[start, end)`, in key order, read page by page at one revision
+        (`serializable`: from the asked member's own copy, see `EtcdClient.range`)."""
+        first, last, revision = as_bytes(start), as_bytes(end), 0
         found: list[tuple[bytes, bytes]] = []
         while True:
-            kvs, header, more = self.client.range(start, end, limit=page, revision=revision)
+            kvs, header, more = self.client.range(first, last, limit=page, revision=revision, serializable=serializable)
             revision = revision or header
             found.extend((kv.key, kv.value) for kv in kvs)
             if not more or not kvs:
                 return found
-            start = kvs[-1].key + b"\0"
+            first = kvs[-1].key + b"\0"
 
     def create_if_absent(self, key: Key, value: bytes) -> bool:
         """Store `value` unless `key` exists; True if this call (or a lost-answer retry of it) stored it."""
