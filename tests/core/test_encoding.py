@@ -223,6 +223,38 @@ def test_a_tuple_encodes_as_the_list_with_the_same_items() -> None:
     assert decode(encoded) == list(items)
 
 
+LINK_LIKE_BYTES = {
+    "cidv1-raw-identity": "01550003616263",
+    "cidv1-dag-cbor-sha256": "01711220" + "ab" * 32,
+    "cidv0-sha256": "1220" + "cd" * 32,
+    "random-looking-cidv1": "016952149bb12baace001dd1114a3fcf9f2913a8e3e6ceeb2a39d05b5f20203f",
+}
+"""Byte strings that parse as IPLD links (CIDs): a DAG-CBOR encoder writes them as tag 42."""
+
+
+@pytest.mark.parametrize("data_hex", list(LINK_LIKE_BYTES.values()), ids=list(LINK_LIKE_BYTES))
+def test_bytes_that_look_like_an_ipld_link_stay_a_plain_byte_string(data_hex: str) -> None:
+    # Prepare
+    data = bytes.fromhex(data_hex)
+    value = {"signature": data, "items": [data, 1]}
+    # Execute
+    encoded = encode(value)
+    # Assert: byte for byte what cbor2's canonical mode writes (no tag), and it decodes back
+    assert encoded == cbor2.dumps(value, canonical=True)
+    assert encode(data) == cbor2.dumps(data)
+    assert decode(encoded) == value
+
+
+@pytest.mark.parametrize("data_hex", list(LINK_LIKE_BYTES.values()), ids=list(LINK_LIKE_BYTES))
+def test_the_link_tag_form_of_such_bytes_is_refused(data_hex: str) -> None:
+    # Prepare: tag 42 around the byte string with the 0x00 multibase prefix, as DAG-CBOR writes a link
+    data = bytes.fromhex(data_hex)
+    tagged = cbor2.dumps(cbor2.CBORTag(42, b"\x00" + data))
+    # Execute / Assert
+    with pytest.raises(EncodingError):
+        decode(tagged)
+
+
 # refused bytes ----------------------------------------------------------------------------
 
 NON_CANONICAL: dict[str, str] = {

@@ -11,7 +11,8 @@ How it stays cheap. For the allowed types our canonical form is byte for byte DA
 IPLD codec: shortest heads, definite lengths, text keys ordered length-first then bytewise),
 so a value made only of the exact allowed types is written by libipld's compiled DAG-CBOR
 encoder after one pass that checks its types, integer range and depth; anything else (a
-tuple, an enum member, a refused type) takes the reference path: a pass that checks it and
+tuple, an enum member, a refused type, and a byte string libipld would mistake for an IPLD
+link, see `_is_link_like`) takes the reference path: a pass that checks it and
 puts each map's keys in canonical order, then cbor2. `decode` reads with libipld, checks the
 value's types, and re-encodes it: only when the bytes come out identical is the input
 canonical (libipld itself accepts, say, an integer in a wider head than needed). Whatever the
@@ -46,6 +47,15 @@ _key_orders: dict[tuple[Any, ...], tuple[str, ...]] = {}
 
 _PLAIN = frozenset({str, bytes, bool, type(None)})
 """Types written as they are, whatever their value."""
+_FAST_PLAIN = frozenset({str, bool, type(None)})
+"""Types libipld writes as they are, whatever their value (not bytes: see `_is_link_like`)."""
+
+
+def _is_link_like(value: bytes) -> bool:
+    """True for a byte string libipld's encoder would write as a CID link (CBOR tag 42) instead of a
+    byte string: one that parses as a binary CIDv1 (first byte 1) or a CIDv0 (34 bytes, a sha2-256
+    multihash). Such values are encoded by cbor2; this test is wider than libipld's, never narrower."""
+    return bool(value) and (value[0] == 0x01 or (len(value) == 34 and value[0] == 0x12 and value[1] == 0x20))
 
 
 def _is_exact(value: Any, depth: int) -> bool:
@@ -55,8 +65,10 @@ def _is_exact(value: Any, depth: int) -> bool:
     Scalars inside a container are checked in place (this runs on every value hashed or stored,
     and a call per integer would cost more than the whole check of a string)."""
     kind = type(value)
-    if kind in _PLAIN:
+    if kind in _FAST_PLAIN:
         return True
+    if kind is bytes:
+        return not _is_link_like(value)
     if kind is int:
         return bool(MIN_INT <= value <= MAX_INT)
     if kind is dict:
@@ -74,10 +86,13 @@ def _is_exact(value: Any, depth: int) -> bool:
         return False
     for item in items:
         item_kind = type(item)
-        if item_kind in _PLAIN:
+        if item_kind in _FAST_PLAIN:
             continue
         if item_kind is int:
             if not MIN_INT <= item <= MAX_INT:
+                return False
+        elif item_kind is bytes:
+            if _is_link_like(item):
                 return False
         elif not _is_exact(item, depth + 1):
             return False
