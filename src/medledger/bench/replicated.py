@@ -54,11 +54,15 @@ class ReplicatedSetupError(MedledgerError):
     """The benchmark's set-up transactions did not all commit valid; the load that follows would be refused."""
 
 
+SWEEP_SHARES = (1 / 16, 1 / 8, 1 / 4, 3 / 8, 1 / 2, 5 / 8, 3 / 4, 7 / 8, 1)
+"""Shares of the top rate a sweep offers, from the lowest (finer near the top, where it falls behind)."""
+
+
 def sweep_up_to(rate: int) -> list[int]:
-    """Offered rates for a sweep ending at `rate`: a sixteenth, an eighth, a quarter and half of it first
-    (the processes share this machine's cores, so the deployment keeps up with far less than the
-    embedded network)."""
-    return sorted({max(25, rate >> shift) for shift in (4, 3, 2, 1, 0)})
+    """Offered rates for a sweep ending at `rate`: from a sixteenth of it up, in eighths above a quarter
+    (the processes share this machine's cores, so the deployment keeps up with less than the embedded
+    network; the sustained run holds the highest level kept up with)."""
+    return sorted({max(25, round(rate * share)) for share in SWEEP_SHARES})
 
 
 def _free_port_bases() -> tuple[int, int, int] | None:
