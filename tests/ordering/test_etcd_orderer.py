@@ -94,6 +94,42 @@ def test_two_racing_cutters_never_fork_and_order_every_transaction_once(
     assert reader.height() == len(batches) + 1
 
 
+def test_a_standby_cutter_adopts_the_first_cutters_batches_and_takes_over_when_it_stops(
+    etcd_cluster: EtcdCluster, channel: str, orderers: list[EtcdOrderer]
+) -> None:
+    # Prepare: a first cutter, and one standing by for 0.5 s before it writes a batch it has ready
+    config = CutterConfig(max_tx=5, time_to_cut_ms=10)
+    first = EtcdOrderer(etcd_cluster.endpoints, channel, config, orderer_id="first")
+    standby = EtcdOrderer(etcd_cluster.endpoints, channel, config, orderer_id="standby", standby_s=0.5)
+    reader = EtcdOrderer(etcd_cluster.endpoints, channel, config, orderer_id="reader", cutter=False)
+    orderers.extend([first, standby, reader])
+    taken = record_advances(standby)
+    early = [f"early-{i}".encode() for i in range(200)]
+    late = [f"late-{i}".encode() for i in range(60)]
+    # Execute: load while both run; then the first cutter stops and the load goes on
+    submit_concurrently([first, standby], early, threads=8)
+    batches = read_until(reader, len(early))
+    first.close()
+    submit_concurrently([standby], late, threads=4)
+    batches += read_until(reader, len(late), first=len(batches) + 1)
+    time.sleep(0.3)
+    # Assert: every transaction once, on one chain; while the first ran it wrote every batch and the one
+    # standing by took each of them as written; afterwards the standby cut the rest itself
+    ordered = Counter(tx for batch in batches for tx in batch.transactions)
+    assert set(ordered) == set(early + late) and set(ordered.values()) == {1}
+    assert [batch.number for batch in batches] == list(range(1, len(batches) + 1))
+    writers = [batch.orderer_id for batch in batches]
+    boundary = max(i for i, batch in enumerate(batches) if set(batch.transactions) & set(early)) + 1
+    assert set(writers[:boundary]) == {"first"}
+    assert set(writers[boundary:]) == {"standby"}
+    assert all(taken[batch.number] == batch.batch_hash for batch in batches)
+
+
+def test_a_negative_standby_is_refused(etcd_cluster: EtcdCluster, channel: str) -> None:
+    with pytest.raises(ValueError, match="standby_s"):
+        EtcdOrderer(etcd_cluster.endpoints, channel, orderer_id="x", standby_s=-1.0)
+
+
 def test_a_retried_identical_submission_is_stored_and_ordered_once(
     etcd_cluster: EtcdCluster, channel: str, orderers: list[EtcdOrderer]
 ) -> None:

@@ -52,6 +52,10 @@ from medledger.sdk.rest import signed_headers
 
 log = logging.getLogger(__name__)
 
+CUTTER_STANDBY_STEP_S = 0.25
+"""Every peer process runs a cutter; the n-th organisation's (from 0, in network.json's order) stands by
+n steps before it writes a batch it has ready, so the first one writes nearly every batch and, if it
+stops, the next takes over after one step per batch."""
 ATTESTATION_WINDOW = 64
 """How many recent heights a peer polls for other organisations' attestations."""
 COMPACT_EVERY_S = 5.0
@@ -173,6 +177,7 @@ class PeerProcess:
                 CutterConfig(**config["cutter"]),
                 orderer_id=f"etcd/{org_id}",
                 first_number=1,
+                standby_s=CUTTER_STANDBY_STEP_S * self.orgs.index(org_id),
             )
             self.orderer = self.etcd
             self._etcd_kv = EtcdKV(self.deployment.endpoints)

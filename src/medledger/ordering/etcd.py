@@ -9,6 +9,11 @@ Keys under `/medledger/<channel>/`:
     floor                    the lowest batch number compaction has kept
     progress/<reader id>     the height a reader committed (every batch below it)
 
+Cutters can stand by: one with `standby_s` > 0 lets that long pass, once it has a batch ready, for
+another cutter to write that height, and then only reads it (adopts it) instead of racing. A
+deployment gives its cutters delays of 0, 1, 2, ... steps, so the first writes nearly every batch
+(one Raft write per batch instead of one per cutter) and the next takes over when it stops.
+
 The queue is read in (create revision, key) order. Batch n covers exactly the queue entries after the cursor
 of batch n-1 up to its own cursor, so a cutter that restarts, or loses a race and adopts the winner's batch,
 continues from exactly there. A batch is written only if `head` still names n-1 and `blocks/n` does not exist,
@@ -232,6 +237,7 @@ class EtcdOrderer(Orderer):
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         retry_for: float = 15.0,
         submit_writers: int = 2,
+        standby_s: float = 0.0,
     ) -> None:
         if not channel or "/" in channel:
             raise ValueError(f"channel name {channel!r} must be non-empty and hold no '/'")
@@ -244,8 +250,12 @@ class EtcdOrderer(Orderer):
                 f"to at most {max_request_bytes - PER_TX_OVERHEAD_BYTES * self.config.max_tx - RECORD_OVERHEAD_BYTES}"
                 " or raise --max-request-bytes"
             )
+        if standby_s < 0:
+            raise ValueError(f"standby_s must not be negative, got {standby_s}")
         self.channel = channel
         self.orderer_id = orderer_id
+        self.standby_s = standby_s
+        """How long a ready batch waits for another cutter to write its height before this one writes it."""
         self.first_number = first_number
         self._clock = clock
         self._client = EtcdClient(endpoints, retry_for=retry_for)
@@ -610,6 +620,8 @@ class EtcdOrderer(Orderer):
 
     def _publish_ready(self) -> None:
         while self._ready:
+            if self.standby_s and self._adopt_if_written(self._next_number):
+                continue  # another cutter wrote this height: what is left was cut again after its cursor
             count = self._ready[0]
             if self._publish(list(islice(self._entries, count))):
                 for _ in range(count):
@@ -644,6 +656,20 @@ class EtcdOrderer(Orderer):
             raise _Resync(f"block {number} exists but the channel has no head")
         self._adopt(_decode_number(head[0].value, "head"), range_kvs(responses[1]))
         return False
+
+    def _adopt_if_written(self, number: int) -> bool:
+        """Standing by: wait up to `standby_s` for another cutter to write batch `number`; if one does, adopt
+        it (no write of ours) and recut the entries after its cursor. False: nobody did, write it ourselves."""
+        key = self.block_key(number)
+        found, revision, _ = self._client.range(key, serializable=True)
+        if not found:
+            written = self._client.wait_for_key(key, revision + 1, self.standby_s)
+            if written is None:
+                return False
+            found = [written]
+        self._adopt(number, found)
+        self._rebuild()
+        return True
 
     def _adopt(self, head: int, found: list[KeyValue]) -> None:
         """Take on the batches other cutters wrote, up to `head`."""
