@@ -134,6 +134,30 @@ def wait_for_agreement(network: ProcessNetwork, timeout: float = 60.0) -> int:
     raise AssertionError(f"peers did not agree within {timeout} s: {network.status()[0]}")
 
 
+def committed_everywhere(network: ProcessNetwork, acknowledged: list[Transaction]) -> bool:
+    """Whether every peer's ledger holds an id-consuming receipt of each acknowledged transaction."""
+    for org_id in network.deployment.peer_ports:
+        store = SQLiteLedgerStore(network.data_dir / "peers" / org_id / "ledger.sqlite", read_only=True)
+        try:
+            consumed = {bytes(tx_id) for _, _, tx_id, was_consumed, _ in store.raw_rows("receipts") if was_consumed}
+        finally:
+            store.close()
+        if any(tx.tx_id not in consumed for tx in acknowledged):
+            return False
+    return True
+
+
+def wait_until_committed(network: ProcessNetwork, acknowledged: list[Transaction], timeout: float = 60.0) -> None:
+    """Wait until every peer committed every acknowledged transaction. Peers agreeing on a height is not
+    enough: right after an etcd leader is killed the cutters see the queue again only once a new leader
+    is elected, and acknowledged transactions can still be waiting to be cut (stopping the network then
+    would cut them at shutdown, after the peers stopped following)."""
+    deadline = time.monotonic() + timeout
+    while not committed_everywhere(network, acknowledged):
+        assert time.monotonic() < deadline, f"acknowledged transactions not committed on every peer within {timeout} s"
+        time.sleep(0.5)
+
+
 def assert_committed_once(network: ProcessNetwork, acknowledged: list[Transaction]) -> None:
     """Open every peer's ledger read-only: each acknowledged tx has exactly one id-consuming receipt."""
     roots = set()
@@ -175,6 +199,7 @@ def test_killing_the_etcd_leader_loses_nothing(network: ProcessNetwork) -> None:
     # Assert: writes resumed, nothing acknowledged lost or doubled, peers agree
     assert not load.failures, f"submissions that never got through: {load.failures[:3]}"
     assert resumed, f"writes did not resume within {RESUME_WITHIN_S} s of the leader being killed"
+    wait_until_committed(network, load.acknowledged)
     wait_for_agreement(network)
     network.down()
     assert_committed_once(network, load.acknowledged)
@@ -197,6 +222,7 @@ def test_a_killed_peer_catches_up_after_restart(network: ProcessNetwork) -> None
     worker.join(timeout=60)
     # Assert
     assert not load.failures
+    wait_until_committed(network, load.acknowledged)
     height = wait_for_agreement(network)
     assert height > 3
     network.down()
