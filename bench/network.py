@@ -31,22 +31,14 @@ def main() -> None:
     sweep = [int(rate) for rate in args.sweep.split(",")]
     baseline = one_core_verify_rate(make_checks(2_000), 3.0)
     with tempfile.TemporaryDirectory(prefix="medledger-network-") as scratch:
-        if args.etcd:
-            result = measure_replicated(
-                Path(scratch) / "net",
-                sweep=sweep,
-                step_seconds=args.step,
-                sustained_seconds=args.sustained,
-                progress=LineProgress(),
-            )
-        else:
-            result = measure_network(
-                Path(scratch) / "net",
-                sweep=sweep,
-                step_seconds=args.step,
-                sustained_seconds=args.sustained,
-                progress=LineProgress(),
-            )
+        measure = measure_replicated if args.etcd else measure_network
+        result = measure(
+            Path(scratch) / "net",
+            sweep=sweep,
+            step_seconds=args.step,
+            sustained_seconds=args.sustained,
+            progress=LineProgress(),
+        )
     if result is None:
         print(NOT_MEASURED)
         return

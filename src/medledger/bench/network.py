@@ -136,7 +136,8 @@ class BenchNetwork:
             peer.close()
 
 
-def _percentile(values: Sequence[float], share: float) -> float:
+def percentile(values: Sequence[float], share: float) -> float:
+    """The `share` quantile of `values` (nearest rank); NaN when there are none."""
     if not values:
         return float("nan")
     ordered = sorted(values)
@@ -201,7 +202,7 @@ def offer_load(
         committed=len(finished),
         valid=valid,
         p50_ms=statistics.median(latencies) if latencies else float("nan"),
-        p99_ms=_percentile(latencies, 0.99),
+        p99_ms=percentile(latencies, 0.99),
     )
 
 

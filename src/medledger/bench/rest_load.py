@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import aiohttp
 import uvloop
 
-from medledger.bench.network import SETTLE_SECONDS, LoadPoint
+from medledger.bench.network import SETTLE_SECONDS, LoadPoint, percentile
 from medledger.bench.progress import ProgressCallback
 from medledger.sdk.rest import receipt_from_json
 
@@ -37,14 +37,6 @@ TRANSPORT_RETRIES = 2
 """Times a submission is posted again, same bytes, after a connection failed under it (a server closing
 an idle keep-alive connection as the request goes out): the queue stores a transaction once."""
 PROGRESS_EVERY_S = 0.25
-
-
-def percentile(values: Sequence[float], share: float) -> float:
-    """The `share` quantile of `values` (nearest rank); NaN when there are none."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 def offer_rest_load(
