@@ -158,6 +158,26 @@ def test_every_peer_stores_every_organisations_attestation_of_the_genesis_block(
     assert all(found == orgs for found in attested_by.values()), f"block 0 attested by: {attested_by}"
 
 
+def test_a_peers_status_pairs_its_height_with_the_block_it_read(
+    network: EmbeddedNetwork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The status reads the tip once: a commit landing after the tip was read must not pair the new
+    height with the previous block's hash and state root."""
+    # Prepare: the tip is read just before another block commits (the read returns the block below)
+    member_client(network, "st-mary", "registrar", Role.REGISTRAR)
+    assert network.wait_until_synced()
+    peer = network.peers["city-general"]
+    height = peer.store.height()
+    tip_before_commit = peer.store.block(height - 2)
+    assert tip_before_commit is not None
+    monkeypatch.setattr(peer.store, "last_block", lambda: tip_before_commit)
+    # Execute
+    status = peer.status()
+    # Assert
+    assert status.height == height - 1
+    assert (status.block_hash, status.state_root) == (tip_before_commit.hash, tip_before_commit.header.state_root)
+
+
 def test_the_same_signed_transaction_sent_twice_is_applied_once(
     loaded: tuple[EmbeddedNetwork, dict[str, LedgerClient], list[Receipt]],
 ) -> None:

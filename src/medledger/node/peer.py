@@ -376,7 +376,10 @@ class Peer:
         last = self.store.last_block()
         if last is None:
             raise LedgerError(f"peer {self.org_id} has no blocks")
-        return PeerStatus(self.org_id, self.store.height(), last.hash, last.header.state_root, self.diverged())
+        # Height from the block read, not a second read of the store: a commit in between would pair the
+        # new height with the previous block's hash and state root.
+        height = last.header.number + 1
+        return PeerStatus(self.org_id, height, last.hash, last.header.state_root, self.diverged())
 
     # running against an orderer -------------------------------------------------------------
     def start(self, orderer: Orderer) -> None:
