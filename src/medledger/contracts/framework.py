@@ -8,6 +8,7 @@ beside it, so the dispatcher rejects an unauthorised signer before any contract 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -79,8 +80,30 @@ class ContractQuery:
     """Reads state, returns a canonical-encodable value."""
 
 
+_schema_lock = threading.Lock()
+_prepared_schemas: set[type] = set()
+
+
+def prepare_schema(schema: type[msgspec.Struct]) -> None:
+    """Have msgspec build its type information for `schema` now, in one thread at a time.
+
+    msgspec caches a Struct's field types on the class and publishes the cache entry before its
+    fields are filled in; a second thread converting the same Struct meanwhile reads an empty
+    field and crashes the process (segmentation fault, msgspec 0.22 without free threading). Every
+    schema is therefore built once under this lock before any conversion uses it: at registration,
+    or at the first `parse_args` of a schema that was never registered. A schema msgspec cannot
+    handle fails here, at import, rather than at its first transaction."""
+    if schema in _prepared_schemas:
+        return
+    with _schema_lock:
+        if schema not in _prepared_schemas:
+            msgspec.msgpack.Decoder(schema)
+            _prepared_schemas.add(schema)
+
+
 def parse_args(args_type: type[ArgsT], args: Mapping[str, Any], qualified_name: str) -> ArgsT:
     """Check `args` strictly against the schema; BAD_ARGUMENTS names the offending field."""
+    prepare_schema(args_type)
     try:
         return msgspec.convert(dict(args), type=args_type, strict=True)
     except msgspec.ValidationError as exc:
@@ -109,6 +132,7 @@ class Contract:
         def register(apply: Callable[[TxState, TxContext, ArgsT], None]) -> Callable[[TxState, TxContext, ArgsT], None]:
             if name in self.functions:
                 raise ValueError(f"{self.name}.{name} registered twice")
+            prepare_schema(args)
             self.functions[name] = ContractFunction(name, args, apply, authorisation)
             return apply
 
@@ -120,6 +144,7 @@ class Contract:
         """Register a read-only query."""
 
         def register(run: Callable[[TxState, ArgsT], Any]) -> Callable[[TxState, ArgsT], Any]:
+            prepare_schema(args)
             self.queries[name] = ContractQuery(name, args, run)
             return run
 
