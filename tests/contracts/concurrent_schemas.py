@@ -46,7 +46,8 @@ def parse_at_once(schema: type[Args]) -> None:
 
     def parse() -> None:
         barrier.wait()
-        for args in ({"inner": {}}, {"inner": {"f0": "Z"}}):
+        valid_and_refused: tuple[dict[str, Any], ...] = ({"inner": {}}, {"inner": {"f0": "Z"}})
+        for args in valid_and_refused:
             with contextlib.suppress(ContractError):  # the second is refused: both paths run
                 parse_args(schema, args, "test.parse")
 
