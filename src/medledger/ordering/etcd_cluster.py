@@ -77,6 +77,10 @@ def _log_tail(path: Path, lines: int = 12) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
 
 
+KILLED_EXIT_WAIT_S = 60.0
+"""How long `stop` waits for members it killed to exit before reporting them still running."""
+
+
 def _process_alive(pid: int) -> bool:
     """True while `pid` runs (a zombie waiting to be reaped counts as gone)."""
     try:
@@ -301,7 +305,11 @@ class EtcdCluster:
         return running
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop every member: SIGTERM the followers, then the leader; SIGKILL what is left after `timeout` s."""
+        """Stop every member: SIGTERM the followers, then the leader; SIGKILL what is left after `timeout` s.
+
+        Returns only once every member has exited: a killed process blocked in the kernel (an fsync on a
+        busy disk) exits only when that call returns, so the wait after SIGKILL goes on for up to
+        KILLED_EXIT_WAIT_S before a member still running is reported."""
         running = [index for index in range(self.size) if self.is_running(index)]
         if running:
             try:
@@ -317,6 +325,10 @@ class EtcdCluster:
                             os.kill(pid, signal.SIGTERM)
                 for index in self._wait_gone(group, timeout):
                     self.kill(index, signal.SIGKILL)
+            left = self._wait_gone(running, KILLED_EXIT_WAIT_S)
+            if left:
+                names = ", ".join(f"{self.name(index)} (pid {self._pids[index]})" for index in left)
+                raise EtcdClusterError(f"etcd members still running {KILLED_EXIT_WAIT_S:.0f} s after SIGKILL: {names}")
         for process in self._processes:
             if process is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
