@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from medledger.bench import JSON_KEYS, BenchConfig, BenchReport, run_bench
 from medledger.bench.commit_path import measure_commit_path
+from medledger.bench.growth import GrowthPoint, GrowthResult
 from medledger.bench.replicated import NOT_MEASURED
 from medledger.cli import bench as bench_command
 from medledger.cli.main import app as main_app
@@ -25,6 +26,27 @@ from medledger.cli.main import app as main_app
 def tiny_report() -> BenchReport:
     with tempfile.TemporaryDirectory() as scratch:
         return run_bench(BenchConfig.tiny(), work_dir=Path(scratch), etcd=False)
+
+
+def test_each_growth_point_carries_the_machine_speed_around_its_window(tiny_report: BenchReport) -> None:
+    # Assert: measured, and the corrected ratio is the rates' ratio scaled by the speeds' inverse ratio
+    growth = tiny_report.growth
+    first, top = growth.points[0], growth.points[-1]
+    assert all(point.verify_per_s > 1_000 for point in growth.points)
+    expected = growth.commit_ratio * first.verify_per_s / top.verify_per_s
+    assert growth.speed_corrected_ratio == pytest.approx(expected)
+    assert tiny_report.to_json()["growth_commit_ratio_speed_corrected"] == pytest.approx(expected, rel=1e-3)
+
+
+def test_a_machine_half_as_fast_at_the_top_checkpoint_doubles_the_corrected_ratio() -> None:
+    # Prepare: the same commit rate at both sizes, measured while the machine ran at half speed at the top
+    small = GrowthPoint(10_000, 4_000.0, 250.0, 0.2, 0.3, 5.0, 1, verify_per_s=16_000.0)
+    large = GrowthPoint(1_000_000, 2_000.0, 250.0, 0.2, 0.3, 5.0, 1, verify_per_s=8_000.0)
+    # Execute
+    growth = GrowthResult((small, large), seconds=1.0, signing_seconds=0.0)
+    # Assert
+    assert growth.commit_ratio == pytest.approx(0.5)
+    assert growth.speed_corrected_ratio == pytest.approx(1.0)
 
 
 def test_the_json_has_exactly_the_binding_keys_as_numbers(tiny_report: BenchReport) -> None:

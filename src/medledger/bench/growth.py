@@ -16,8 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from medledger.bench.baseline import make_checks, one_core_verify_rate
 from medledger.bench.commit_path import BenchPeer
 from medledger.bench.progress import ProgressCallback, no_progress
+from medledger.ledger.execution import SignatureCheck
 
 FULL_CHECKPOINTS = (10_000, 30_000, 100_000, 300_000, 1_000_000)
 QUICK_CHECKPOINTS = (10_000, 30_000)
@@ -25,6 +27,10 @@ WINDOW = 10_000
 """Transactions just before each checkpoint whose commit rate is reported for it."""
 PATIENTS_ASKED = 40
 QUERY_REPEATS = 3
+SPEED_SECONDS = 0.6
+"""Seconds of one-core signature verification timed just before and just after each window: the
+machine's speed at that moment (a shared machine's speed drifts over a run of many minutes)."""
+SPEED_WARM_UP_SECONDS = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +53,9 @@ class GrowthPoint:
     """Mean number of access entries each answer held."""
     database_bytes: int
     """Size of the peer's ledger file (and its WAL)."""
+    verify_per_s: float
+    """One-core Ed25519 verifications per second, the mean of a measurement just before the window and
+    one just after it: how fast the machine ran while this point's commit rate was taken."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +70,13 @@ class GrowthResult:
     def commit_ratio(self) -> float:
         """Commit rate at the largest size over the rate at the smallest."""
         return self.points[-1].commit_tps / self.points[0].commit_tps
+
+    @property
+    def speed_corrected_ratio(self) -> float:
+        """The same ratio with each rate first divided by the machine's speed at its window (`verify_per_s`):
+        what is left is what the ledger's size costs, not the machine running faster or slower by then."""
+        top, first = self.points[-1], self.points[0]
+        return (top.commit_tps / top.verify_per_s) / (first.commit_tps / first.verify_per_s)
 
     @property
     def top(self) -> GrowthPoint:
@@ -79,6 +95,10 @@ def _time_history_queries(bench: BenchPeer) -> tuple[float, float, float]:
         latencies.append(statistics.median(runs))
         returned.append(len(answer))
     return statistics.median(latencies), max(latencies), statistics.mean(returned)
+
+
+def _machine_speed(checks: Sequence[SignatureCheck]) -> float:
+    return one_core_verify_rate(checks, SPEED_SECONDS, warm_up=SPEED_WARM_UP_SECONDS)
 
 
 def _database_bytes(path: Path) -> int:
@@ -102,11 +122,13 @@ def measure_growth(
     signing = 0.0
     points: list[GrowthPoint] = []
     bench = BenchPeer(directory, workers=workers)
+    speed_checks = make_checks(200)
     try:
         bench.set_up()
         bench.checker.warm_up()
         timed: list[tuple[int, float, float]] = []
         """(transactions, seconds, process CPU seconds) of the timed blocks of each segment in the window."""
+        speed_before = 0.0
         pending = list(checkpoints)
         while pending:
             count = max(1, min(segment_blocks, -(-(pending[0] - bench.committed) // block_size)))
@@ -125,6 +147,8 @@ def measure_growth(
                 report("growth: committing", min(bench.committed, top), top)
             bench.peer.wait_for_commits()
             if first_timed < len(signed):
+                if not timed:  # the window starts: how fast is the machine right now?
+                    speed_before = _machine_speed(speed_checks)
                 block_started, cpu_started = time.perf_counter(), time.process_time()
                 staged = []
                 for timestamp, transactions in signed[first_timed:]:
@@ -138,9 +162,10 @@ def measure_growth(
                 count = sum(n for n, _, _ in timed)
                 rate = count / sum(t for _, t, _ in timed)
                 cpu_us = sum(c for _, _, c in timed) / count * 1e6
+                speed = (speed_before + _machine_speed(speed_checks)) / 2
                 p50, slowest, entries = _time_history_queries(bench)
                 size = _database_bytes(bench.peer.store.path)
-                points.append(GrowthPoint(bench.committed, rate, cpu_us, p50, slowest, entries, size))
+                points.append(GrowthPoint(bench.committed, rate, cpu_us, p50, slowest, entries, size, speed))
                 timed = []
                 pending.pop(0)
     finally:
