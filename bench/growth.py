@@ -27,9 +27,13 @@ def main() -> None:
             f"{point.transactions:>9,} tx: commit {point.commit_tps:,.0f} tx/s ({point.commit_cpu_us:,.0f} µs CPU/tx), "
             "'who accessed' "
             f"p50 {point.query_ms_p50:.2f} ms, slowest {point.query_ms_max:.2f} ms "
-            f"({point.entries_returned:.1f} entries), ledger {point.database_bytes / 1e6:,.0f} MB"
+            f"({point.entries_returned:.1f} entries), ledger {point.database_bytes / 1e6:,.0f} MB, "
+            f"machine {point.verify_per_s:,.0f} verifies/s"
         )
-    print(f"commit rate at the largest size / at the smallest: {result.commit_ratio:.2f}")
+    print(
+        f"commit rate at the largest size / at the smallest: {result.commit_ratio:.2f} "
+        f"({result.speed_corrected_ratio:.2f} corrected for the machine's speed)"
+    )
     print(f"took {result.seconds:,.0f} s ({result.signing_seconds:,.0f} s of it signing the load)")
 
 
