@@ -4,6 +4,7 @@ plot render, the load it generates is valid, and the CLI command writes its file
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import tempfile
@@ -15,9 +16,11 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from medledger.bench import JSON_KEYS, BenchConfig, BenchReport, run_bench
-from medledger.bench.commit_path import measure_commit_path
+from medledger.bench.commit_path import BENCH_START_MS, measure_commit_path
 from medledger.bench.growth import GrowthPoint, GrowthResult
+from medledger.bench.network import signed_load
 from medledger.bench.replicated import NOT_MEASURED
+from medledger.bench.workload import Consortium, LoadGenerator
 from medledger.cli import bench as bench_command
 from medledger.cli.main import app as main_app
 
@@ -134,3 +137,22 @@ def test_a_work_dir_that_does_not_exist_yet_is_created_and_one_that_cannot_be_is
     assert (tmp_path / "new" / "scratch").is_dir()
     assert refused.exit_code == 2
     assert "--work-dir" in refused.output and "Traceback" not in refused.output
+
+
+def test_the_pre_signed_load_holds_nothing_the_garbage_collector_scans() -> None:
+    """The embedded network's clients share the peers' process: what they hold must not lengthen the peers'
+    full collections."""
+    # Prepare
+    generator = LoadGenerator(Consortium.create(BENCH_START_MS))
+    now = BENCH_START_MS
+    for _ in generator.setup_blocks(now):
+        pass
+    transactions = generator.block_transactions(50, now)
+    # Execute
+    load = signed_load(transactions)
+    del transactions
+    gc.collect()
+    # Assert
+    assert len(load) == 50
+    assert all(isinstance(tx_id, bytes) and isinstance(encoded, bytes) for tx_id, encoded in load)
+    assert not any(gc.is_tracked(item) for item in load)
