@@ -11,7 +11,7 @@ from pathlib import Path
 from medledger.bench.baseline import make_checks, one_core_verify_rate, verify_scaling
 from medledger.bench.commit_path import measure_commit_path
 from medledger.bench.growth import FULL_CHECKPOINTS, QUICK_CHECKPOINTS, measure_growth
-from medledger.bench.network import measure_network
+from medledger.bench.network import SUSTAIN_RETRIES, measure_network
 from medledger.bench.progress import ProgressCallback, no_progress
 from medledger.bench.replicated import measure_replicated
 from medledger.bench.report import BenchReport
@@ -32,7 +32,7 @@ class BenchConfig:
     etcd_sustained_seconds: float
     growth_checkpoints: tuple[int, ...]
     block_size: int = 500
-    sustain_retries: int = 2
+    sustain_retries: int = SUSTAIN_RETRIES
     """Times a sustained network run that fell behind is repeated at a lower rate."""
 
     @classmethod
