@@ -4,6 +4,7 @@ plot render, the load it generates is valid, and the CLI command writes its file
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import io
 import json
@@ -18,8 +19,8 @@ from typer.testing import CliRunner
 from medledger.bench import JSON_KEYS, BenchConfig, BenchReport, run_bench
 from medledger.bench.commit_path import BENCH_START_MS, measure_commit_path
 from medledger.bench.growth import GrowthPoint, GrowthResult
-from medledger.bench.network import signed_load
-from medledger.bench.replicated import NOT_MEASURED
+from medledger.bench.network import LoadPoint, signed_load
+from medledger.bench.replicated import NOT_MEASURED, REPLICATED_LATENCY_LIMIT_MS
 from medledger.bench.workload import Consortium, LoadGenerator
 from medledger.cli import bench as bench_command
 from medledger.cli.main import app as main_app
@@ -156,3 +157,25 @@ def test_the_pre_signed_load_holds_nothing_the_garbage_collector_scans() -> None
     assert len(load) == 50
     assert all(isinstance(tx_id, bytes) and isinstance(encoded, bytes) for tx_id, encoded in load)
     assert not any(gc.is_tracked(item) for item in load)
+
+
+def test_the_process_deployments_target_is_listed_and_not_met_when_not_measured(tiny_report: BenchReport) -> None:
+    # Execute
+    targets = {target: (met, figure) for target, met, figure in tiny_report.targets()}
+    # Assert
+    replicated = [target for target in targets if target.startswith("process deployment (etcd)")]
+    assert replicated == ["process deployment (etcd) >= 1,500 TPS, p99 <= 1,500 ms"]
+    assert targets[replicated[0]] == (False, NOT_MEASURED)
+
+
+def test_a_level_is_kept_up_with_up_to_the_latency_limit_of_the_network_measured() -> None:
+    # Prepare: everything committed, p99 1.2 s
+    embedded = LoadPoint(
+        offered_tps=200, seconds=10.0, submitted=2000, committed=2000, valid=2000, p50_ms=300.0, p99_ms=1_200.0
+    )
+    replicated = dataclasses.replace(embedded, latency_limit_ms=REPLICATED_LATENCY_LIMIT_MS)
+    short = dataclasses.replace(replicated, committed=1999)
+    # Assert
+    assert not embedded.kept_up
+    assert replicated.kept_up
+    assert not short.kept_up

@@ -81,6 +81,8 @@ class LoadPoint:
     """Median submit-to-commit latency."""
     p99_ms: float
     """99th percentile submit-to-commit latency."""
+    latency_limit_ms: float = LATENCY_LIMIT_MS
+    """The p99 up to which the level counts as kept up with (the target of the network measured)."""
 
     @property
     def tps(self) -> float:
@@ -88,7 +90,7 @@ class LoadPoint:
 
     @property
     def kept_up(self) -> bool:
-        return self.committed == self.submitted and self.p99_ms <= LATENCY_LIMIT_MS
+        return self.committed == self.submitted and self.p99_ms <= self.latency_limit_ms
 
 
 @dataclass(frozen=True, slots=True)
