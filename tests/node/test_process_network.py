@@ -239,13 +239,15 @@ def test_the_whole_network_restarts_and_a_retried_submission_commits_once(networ
         )
     retried = client.prepare("identity", "register_patient", PatientWallet.generate().enrolment_args("medledger"))
     load.submit(retried)
+    wait_until_committed(network, load.acknowledged)
     height_before = wait_for_agreement(network)
     # Execute: stop everything, start again, submit the same bytes again
     network.down()
     network.up(timeout=90)
     load.submit(retried)
     load.submit(client.prepare("identity", "register_patient", PatientWallet.generate().enrolment_args("medledger")))
-    # Assert
+    # Assert (acknowledged is not committed: a batch is cut up to DEPLOYED_CUTTER's interval later)
+    wait_until_committed(network, load.acknowledged)
     height_after = wait_for_agreement(network)
     assert height_after > height_before
     receipt = client.gateway.receipt_future(retried.tx_id).result(timeout=30)
@@ -290,6 +292,7 @@ def test_a_peer_behind_a_compaction_catches_up_from_other_peers(network: Process
     network.start_peer("northern-research")
     network.wait_until_serving(["northern-research"])
     # Assert: it rebuilt the blocks etcd no longer holds from its peers, checked against the quorum
+    wait_until_committed(network, load.acknowledged, timeout=90)
     height = wait_for_agreement(network, timeout=90)
     assert height > floor
     log = (network.data_dir / "logs" / "northern-research.log").read_text()

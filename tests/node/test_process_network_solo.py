@@ -29,7 +29,13 @@ from medledger.node.verification import verify_directory
 from medledger.ordering.relay import AttestationRelay
 from medledger.ordering.remote import RemoteOrderer
 from medledger.sdk import LedgerClient, PatientWallet
-from tests.node.test_process_network import Load, assert_committed_once, registrar_client, wait_for_agreement
+from tests.node.test_process_network import (
+    Load,
+    assert_committed_once,
+    registrar_client,
+    wait_for_agreement,
+    wait_until_committed,
+)
 
 ORG_COUNT = 3
 CHANNEL = "medledger"
@@ -58,10 +64,11 @@ def register_patients(load: Load, client: LedgerClient, count: int) -> None:
         load.submit(client.prepare("identity", "register_patient", PatientWallet.generate().enrolment_args(CHANNEL)))
 
 
-def settle(network: ProcessNetwork) -> int:
+def settle(network: ProcessNetwork, load: Load) -> int:
     """Have the orderer cut what it took (closing a client asks for that), then wait until every peer committed
-    it; the height they agree on."""
+    every acknowledged transaction; the height they agree on."""
     RemoteOrderer(network.deployment.orderer_url).close()
+    wait_until_committed(network, load.acknowledged)
     return wait_for_agreement(network)
 
 
@@ -89,7 +96,7 @@ def test_peers_agree_and_catch_up_after_a_peer_or_the_orderer_is_killed(network:
     time.sleep(0.5)
     load.stop.set()
     worker.join(timeout=60)
-    height_before_crash = settle(network)
+    height_before_crash = settle(network, load)
     peers, orderer_before = network.status()
     # Execute: SIGKILL the orderer once every peer has its batches, look at the network, start it again
     network.kill_orderer(signal.SIGKILL)
@@ -106,7 +113,7 @@ def test_peers_agree_and_catch_up_after_a_peer_or_the_orderer_is_killed(network:
     assert orderer_before["height"] == height_before_crash
     # Assert: status named the silent orderer, and the peers followed it again once it was back
     assert not orderer_down["running"] and network.deployment.orderer_url in orderer_down["error"]
-    assert settle(network) > height_before_crash
+    assert settle(network, load) > height_before_crash
     network.down()
     assert_committed_once(network, load.acknowledged)
     assert_verified(network)
@@ -119,7 +126,7 @@ def test_the_network_resumes_with_the_same_state_after_down_and_up(network: Proc
     register_patients(load, client, 20)
     retried = client.prepare("identity", "register_patient", PatientWallet.generate().enrolment_args(CHANNEL))
     load.submit(retried)
-    height_before = settle(network)
+    height_before = settle(network, load)
     roots_before = {p.state_root for p in network.status()[0]}
     # Execute: stop everything, start again on the same directory
     network.down()
@@ -133,7 +140,7 @@ def test_the_network_resumes_with_the_same_state_after_down_and_up(network: Proc
     assert {p.height for p in resumed[0]} == {height_before}
     assert {p.state_root for p in resumed[0]} == roots_before
     assert resumed[1]["height"] == height_before
-    assert settle(network) > height_before
+    assert settle(network, load) > height_before
     receipt = client.gateway.receipt_future(retried.tx_id).result(timeout=30)
     assert receipt.is_valid
     network.down()
