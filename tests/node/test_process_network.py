@@ -14,7 +14,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,7 +122,11 @@ def registrar_client(network: ProcessNetwork) -> LedgerClient:
     return LedgerClient(HttpGateway(httpx.Client(base_url=url), channel, credentials), credentials)
 
 
-def wait_for_agreement(network: ProcessNetwork, timeout: float = 60.0) -> int:
+def wait_for_agreement(network: ProcessNetwork, acknowledged: Sequence[Transaction] = (), timeout: float = 60.0) -> int:
+    """The height every peer agrees on (one height, one state root), once each holds every `acknowledged`
+    transaction: agreeing alone is not enough, a batch is cut up to the cutter's interval after its
+    transactions were acknowledged, and right after an etcd leader is killed only once a new one is elected."""
+    wait_until_committed(network, acknowledged, timeout)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         peers, _ = network.status()
@@ -134,7 +138,7 @@ def wait_for_agreement(network: ProcessNetwork, timeout: float = 60.0) -> int:
     raise AssertionError(f"peers did not agree within {timeout} s: {network.status()[0]}")
 
 
-def committed_everywhere(network: ProcessNetwork, acknowledged: list[Transaction]) -> bool:
+def committed_everywhere(network: ProcessNetwork, acknowledged: Sequence[Transaction]) -> bool:
     """Whether every peer's ledger holds an id-consuming receipt of each acknowledged transaction."""
     for org_id in network.deployment.peer_ports:
         store = SQLiteLedgerStore(network.data_dir / "peers" / org_id / "ledger.sqlite", read_only=True)
@@ -147,11 +151,11 @@ def committed_everywhere(network: ProcessNetwork, acknowledged: list[Transaction
     return True
 
 
-def wait_until_committed(network: ProcessNetwork, acknowledged: list[Transaction], timeout: float = 60.0) -> None:
-    """Wait until every peer committed every acknowledged transaction. Peers agreeing on a height is not
-    enough: right after an etcd leader is killed the cutters see the queue again only once a new leader
-    is elected, and acknowledged transactions can still be waiting to be cut (stopping the network then
-    would cut them at shutdown, after the peers stopped following)."""
+def wait_until_committed(network: ProcessNetwork, acknowledged: Sequence[Transaction], timeout: float = 60.0) -> None:
+    """Wait until every peer committed every acknowledged transaction (stopping the network before would
+    cut what is still queued at shutdown, after the peers stopped following)."""
+    if not acknowledged:
+        return
     deadline = time.monotonic() + timeout
     while not committed_everywhere(network, acknowledged):
         assert time.monotonic() < deadline, f"acknowledged transactions not committed on every peer within {timeout} s"
@@ -199,8 +203,7 @@ def test_killing_the_etcd_leader_loses_nothing(network: ProcessNetwork) -> None:
     # Assert: writes resumed, nothing acknowledged lost or doubled, peers agree
     assert not load.failures, f"submissions that never got through: {load.failures[:3]}"
     assert resumed, f"writes did not resume within {RESUME_WITHIN_S} s of the leader being killed"
-    wait_until_committed(network, load.acknowledged)
-    wait_for_agreement(network)
+    wait_for_agreement(network, load.acknowledged)
     network.down()
     assert_committed_once(network, load.acknowledged)
 
@@ -222,8 +225,7 @@ def test_a_killed_peer_catches_up_after_restart(network: ProcessNetwork) -> None
     worker.join(timeout=60)
     # Assert
     assert not load.failures
-    wait_until_committed(network, load.acknowledged)
-    height = wait_for_agreement(network)
+    height = wait_for_agreement(network, load.acknowledged)
     assert height > 3
     network.down()
     assert_committed_once(network, load.acknowledged)
@@ -239,16 +241,14 @@ def test_the_whole_network_restarts_and_a_retried_submission_commits_once(networ
         )
     retried = client.prepare("identity", "register_patient", PatientWallet.generate().enrolment_args("medledger"))
     load.submit(retried)
-    wait_until_committed(network, load.acknowledged)
-    height_before = wait_for_agreement(network)
+    height_before = wait_for_agreement(network, load.acknowledged)
     # Execute: stop everything, start again, submit the same bytes again
     network.down()
     network.up(timeout=90)
     load.submit(retried)
     load.submit(client.prepare("identity", "register_patient", PatientWallet.generate().enrolment_args("medledger")))
-    # Assert (acknowledged is not committed: a batch is cut up to DEPLOYED_CUTTER's interval later)
-    wait_until_committed(network, load.acknowledged)
-    height_after = wait_for_agreement(network)
+    # Assert
+    height_after = wait_for_agreement(network, load.acknowledged)
     assert height_after > height_before
     receipt = client.gateway.receipt_future(retried.tx_id).result(timeout=30)
     assert receipt.is_valid
@@ -292,8 +292,7 @@ def test_a_peer_behind_a_compaction_catches_up_from_other_peers(network: Process
     network.start_peer("northern-research")
     network.wait_until_serving(["northern-research"])
     # Assert: it rebuilt the blocks etcd no longer holds from its peers, checked against the quorum
-    wait_until_committed(network, load.acknowledged, timeout=90)
-    height = wait_for_agreement(network, timeout=90)
+    height = wait_for_agreement(network, load.acknowledged, timeout=90)
     assert height > floor
     log = (network.data_dir / "logs" / "northern-research.log").read_text()
     assert "caught up block" in log

@@ -34,7 +34,6 @@ from tests.node.test_process_network import (
     assert_committed_once,
     registrar_client,
     wait_for_agreement,
-    wait_until_committed,
 )
 
 ORG_COUNT = 3
@@ -68,8 +67,7 @@ def settle(network: ProcessNetwork, load: Load) -> int:
     """Have the orderer cut what it took (closing a client asks for that), then wait until every peer committed
     every acknowledged transaction; the height they agree on."""
     RemoteOrderer(network.deployment.orderer_url).close()
-    wait_until_committed(network, load.acknowledged)
-    return wait_for_agreement(network)
+    return wait_for_agreement(network, load.acknowledged)
 
 
 def assert_verified(network: ProcessNetwork) -> None:

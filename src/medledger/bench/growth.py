@@ -75,7 +75,7 @@ class GrowthResult:
     def speed_corrected_ratio(self) -> float:
         """The same ratio with each rate first divided by the machine's speed at its window (`verify_per_s`):
         what is left is what the ledger's size costs, not the machine running faster or slower by then."""
-        top, first = self.points[-1], self.points[0]
+        top, first = self.top, self.points[0]
         return (top.commit_tps / top.verify_per_s) / (first.commit_tps / first.verify_per_s)
 
     @property

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import json
 import logging
 import statistics
@@ -52,12 +51,16 @@ def offer_rest_load(
     wait until each has its receipt, or until SETTLE_SECONDS after the last submission. The level is
     kept up with if every transaction committed with p99 <= `latency_limit_ms`."""
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        point = runner.run(_offer(list(peer_urls), transactions, rate, progress, phase))
-    return dataclasses.replace(point, latency_limit_ms=latency_limit_ms)
+        return runner.run(_offer(list(peer_urls), transactions, rate, progress, phase, latency_limit_ms))
 
 
 async def _offer(
-    peer_urls: list[str], transactions: Sequence[bytes], rate: float, progress: ProgressCallback, phase: str
+    peer_urls: list[str],
+    transactions: Sequence[bytes],
+    rate: float,
+    progress: ProgressCallback,
+    phase: str,
+    latency_limit_ms: float,
 ) -> LoadPoint:
     count = len(transactions)
     bodies = [
@@ -138,4 +141,5 @@ async def _offer(
         valid=sum(1 for i in finished if valid[i]),
         p50_ms=statistics.median(latencies) if latencies else float("nan"),
         p99_ms=percentile(latencies, 0.99),
+        latency_limit_ms=latency_limit_ms,
     )
