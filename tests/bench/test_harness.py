@@ -8,6 +8,7 @@ import dataclasses
 import gc
 import io
 import json
+import math
 import tempfile
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from medledger.bench import JSON_KEYS, BenchConfig, BenchReport, run_bench
+from medledger.bench.baseline import SpeedSampler, make_checks
 from medledger.bench.commit_path import BENCH_START_MS, measure_commit_path
 from medledger.bench.growth import GrowthPoint, GrowthResult
 from medledger.bench.network import LoadPoint, signed_load
@@ -24,6 +26,7 @@ from medledger.bench.replicated import NOT_MEASURED, REPLICATED_LATENCY_LIMIT_MS
 from medledger.bench.workload import Consortium, LoadGenerator
 from medledger.cli import bench as bench_command
 from medledger.cli.main import app as main_app
+from medledger.node.deployment import DEPLOYED_CUTTER
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +43,40 @@ def test_each_growth_point_carries_the_machine_speed_around_its_window(tiny_repo
     expected = growth.commit_ratio * first.verify_per_s / top.verify_per_s
     assert growth.speed_corrected_ratio == pytest.approx(expected)
     assert tiny_report.to_json()["growth_commit_ratio_speed_corrected"] == pytest.approx(expected, rel=1e-3)
+
+
+def test_the_commit_ratio_divides_by_the_verify_rate_sampled_between_the_commit_paths_chunks(
+    tiny_report: BenchReport,
+) -> None:
+    # Prepare: the tiny run commits 2 blocks, in 2 chunks of one (6 chunks at most)
+    commit = tiny_report.commit
+    document = tiny_report.to_json()
+    # Assert: a slice before the first chunk and after each; the ratio pairs the rate with those slices
+    assert len(commit.verify_slices) == 3
+    assert min(commit.verify_slices) <= commit.verify_per_s <= max(commit.verify_slices)
+    assert document["commit_verify_per_s"] == pytest.approx(commit.verify_per_s, rel=1e-3)
+    # (the JSON rounds ratios to three decimals)
+    assert document["commit_ratio"] == pytest.approx(commit.tps / commit.verify_per_s, abs=6e-4)
+    assert document["commit_ratio_to_run_baseline"] == pytest.approx(
+        commit.tps / tiny_report.baseline_verify_per_s, abs=6e-4
+    )
+
+
+def test_the_speed_sampler_pools_its_slices_and_refuses_a_bad_signature() -> None:
+    # Prepare
+    checks = make_checks(20)
+    sampler = SpeedSampler(checks, slice_seconds=0.05)
+    public_key, payload, signature = checks[0]
+    forged = SpeedSampler([(public_key, payload + b"!", signature)], slice_seconds=0.05)
+    # Execute
+    before = sampler.rate
+    rates = [sampler.sample() for _ in range(3)]
+    # Assert
+    assert math.isnan(before)
+    assert sampler.slices == rates
+    assert min(rates) <= sampler.rate <= max(rates)
+    with pytest.raises(AssertionError, match="did not verify"):
+        forged.sample()
 
 
 def test_a_machine_half_as_fast_at_the_top_checkpoint_doubles_the_corrected_ratio() -> None:
@@ -166,6 +203,17 @@ def test_the_process_deployments_target_is_listed_and_not_met_when_not_measured(
     replicated = [target for target in targets if target.startswith("process deployment (etcd)")]
     assert replicated == ["process deployment (etcd) >= 1,500 TPS, p99 <= 1,500 ms"]
     assert targets[replicated[0]] == (False, NOT_MEASURED)
+
+
+def test_the_embedded_network_is_measured_with_the_process_deployments_cutter(tiny_report: BenchReport) -> None:
+    # Prepare
+    out = io.StringIO()
+    # Execute
+    tiny_report.render(Console(file=out, width=200))
+    # Assert
+    assert tiny_report.network.cut_after_ms == DEPLOYED_CUTTER.time_to_cut_ms
+    assert tiny_report.to_json()["details"]["network"]["cut_after_ms"] == DEPLOYED_CUTTER.time_to_cut_ms
+    assert f"(cut after {DEPLOYED_CUTTER.time_to_cut_ms} ms)" in out.getvalue()
 
 
 def test_a_level_is_kept_up_with_up_to_the_latency_limit_of_the_network_measured() -> None:

@@ -11,7 +11,7 @@ import pytest
 from medledger.core.hashing import ZERO_HASH, sha256
 from medledger.core.signing import SigningKey
 from medledger.ledger.attestations import attest
-from medledger.ledger.blocks import Block, BlockHeader
+from medledger.ledger.blocks import Block, BlockHeader, SealedHeader
 from medledger.ledger.memory_store import MemoryLedgerStore
 from medledger.ledger.receipts import VALID, Receipt, RejectionCode
 from medledger.ledger.sqlite_store import SQLiteLedgerStore
@@ -48,6 +48,7 @@ class LedgerStoreSuite(ABC):
         assert store.height() == 0
         assert store.block(0) is None
         assert store.last_block() is None
+        assert store.header(0) is None and store.last_header() is None
         assert store.get_state("a") is None
         assert list(store.state_rows()) == []
 
@@ -62,6 +63,9 @@ class LedgerStoreSuite(ABC):
         assert store.height() == 2
         assert store.block(1) == block1
         assert store.last_block() == block1
+        assert store.header(0) == SealedHeader(genesis.header, genesis.hash)
+        assert store.last_header() == SealedHeader(block1.header, block1.hash)
+        assert store.header(2) is None
         assert [b.number for b in store.blocks()] == [0, 1]
         assert store.receipts(1) == [receipt(b"1" * 32), receipt(b"2" * 32)]
         assert store.locate(b"2" * 32) == TxLocation(1, 1)

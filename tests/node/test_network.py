@@ -168,9 +168,9 @@ def test_a_peers_status_pairs_its_height_with_the_block_it_read(
     assert network.wait_until_synced()
     peer = network.peers["city-general"]
     height = peer.store.height()
-    tip_before_commit = peer.store.block(height - 2)
+    tip_before_commit = peer.store.header(height - 2)
     assert tip_before_commit is not None
-    monkeypatch.setattr(peer.store, "last_block", lambda: tip_before_commit)
+    monkeypatch.setattr(peer.store, "last_header", lambda: tip_before_commit)
     # Execute
     status = peer.status()
     # Assert

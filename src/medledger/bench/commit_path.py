@@ -3,15 +3,23 @@
 The peer is the real one (`Peer.apply_batch` over its SQLite store, durable commits, its own
 attestation per block) with the process-parallel signature checker; the blocks are the
 benchmark mix, signed before the clock starts, so what is timed is exactly a peer's work.
+
+The blocks are committed in a few chunks, with a slice of one-core signature verification before
+the first and after each (`SpeedSampler`): the ratio of the commit rate to the machine's speed then
+compares the two over the same stretch of time. Each chunk is committed through the pipeline (a
+block executes while the one before it is written) and waited for before the slice.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
+from medledger.bench.baseline import SpeedSampler, make_checks
 from medledger.bench.progress import ProgressCallback, no_progress
 from medledger.bench.workload import Consortium, LoadGenerator
 from medledger.contracts.default import default_registry
@@ -22,6 +30,23 @@ from medledger.ordering.orderer import OrderedBatch
 BENCH_START_MS = 1_767_225_600_000
 """Block time of the benchmark ledgers' genesis (2026-01-01T00:00:00Z); blocks are a second apart."""
 BLOCK_INTERVAL_MS = 1_000
+SPEED_SLICES = 6
+"""Chunks the timed blocks of the commit path are cut into, a verify slice before each and after the last."""
+SignedBlock = tuple[int, list[bytes]]
+"""A block's timestamp and its signed transactions."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimedCommit:
+    """Blocks committed on the clock, the machine's speed sampled between their chunks."""
+
+    transactions: int
+    seconds: float
+    """Wall time of committing them (the speed slices not included)."""
+    cpu_seconds: float
+    """CPU time of this process over the same time (execution and commit threads)."""
+    valid: int
+    """Transactions applied."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +71,20 @@ class CommitResult:
     """...and those that decoded an identity row (a certificate check, at most, once per member)."""
     certificate_checks: int
     """X.509 chain verifications actually performed (the rest were cached)."""
+    verify_per_s: float
+    """One-core Ed25519 verifications per second, sampled in slices between the chunks of the timed
+    blocks: the machine's speed while they were committed, what `ratio` divides by."""
+    verify_slices: tuple[float, ...]
+    """The rate of each slice, in order: how much the machine's speed moved during the run."""
 
     @property
     def tps(self) -> float:
         return self.transactions / self.seconds
+
+    @property
+    def ratio(self) -> float:
+        """Committed transactions per second over one-core verifications per second, same moments."""
+        return self.tps / self.verify_per_s
 
 
 class BenchPeer:
@@ -93,6 +128,30 @@ class BenchPeer:
         self.committed += len(transactions)
         return staged
 
+    def commit_timed(
+        self,
+        blocks: Sequence[SignedBlock],
+        sampler: SpeedSampler,
+        chunk_blocks: int,
+        on_block: Callable[[], None] = lambda: None,
+    ) -> TimedCommit:
+        """Commit `blocks` through the pipeline in chunks of `chunk_blocks`, each waited for until durable,
+        with `sampler` taking a slice after each chunk (the caller takes the one before the first)."""
+        seconds = cpu_seconds = 0.0
+        valid = 0
+        for start in range(0, len(blocks), chunk_blocks):
+            started, cpu_started = time.perf_counter(), time.process_time()
+            staged = []
+            for timestamp, transactions in blocks[start : start + chunk_blocks]:
+                staged.append(self.stage(timestamp, transactions))
+                on_block()
+            committed = [future.result() for future in staged]
+            seconds += time.perf_counter() - started
+            cpu_seconds += time.process_time() - cpu_started
+            valid += sum(1 for block in committed for receipt in block.receipts if receipt.is_valid)
+            sampler.sample()
+        return TimedCommit(sum(len(t) for _, t in blocks), seconds, cpu_seconds, valid)
+
     def close(self) -> None:
         self.peer.close()
         self.checker.close()
@@ -105,9 +164,11 @@ def measure_commit_path(
     block_size: int = 500,
     workers: int = 2,
     warm_up_blocks: int = 2,
+    speed_slices: int = SPEED_SLICES,
     progress: ProgressCallback | None = None,
 ) -> CommitResult:
-    """Commit `blocks` pre-signed blocks of `block_size` on a fresh peer and time it."""
+    """Commit `blocks` pre-signed blocks of `block_size` on a fresh peer and time it, sampling the machine's
+    speed before the first of `speed_slices` chunks and after each."""
     report = progress or no_progress
     bench = BenchPeer(directory, workers=workers)
     try:
@@ -119,16 +180,27 @@ def measure_commit_path(
             report("commit path: signing", index + 1, blocks + warm_up_blocks)
         for timestamp, transactions in signed[:warm_up_blocks]:
             bench.apply(timestamp, transactions)
-        started = time.perf_counter()
-        staged = []
-        for index, (timestamp, transactions) in enumerate(signed[warm_up_blocks:]):
-            staged.append(bench.stage(timestamp, transactions))
-            report("commit path: committing", index + 1, blocks)
-        committed = [future.result() for future in staged]
-        seconds = time.perf_counter() - started
-        valid = sum(1 for block in committed for receipt in block.receipts if receipt.is_valid)
+        sampler = SpeedSampler(make_checks(200))
+        sampler.sample()
+        done = [0]
+
+        def on_block() -> None:
+            done[0] += 1
+            report("commit path: committing", done[0], blocks)
+
+        timed = bench.commit_timed(signed[warm_up_blocks:], sampler, math.ceil(blocks / speed_slices), on_block)
         resolver = bench.peer.resolver
         caching = (resolver.hits, resolver.misses, resolver.verifier.misses)
     finally:
         bench.close()
-    return CommitResult(blocks * block_size, blocks, block_size, seconds, valid, workers, *caching)
+    return CommitResult(
+        timed.transactions,
+        blocks,
+        block_size,
+        timed.seconds,
+        timed.valid,
+        workers,
+        *caching,
+        verify_per_s=sampler.rate,
+        verify_slices=tuple(sampler.slices),
+    )

@@ -16,10 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from medledger.bench.baseline import make_checks, one_core_verify_rate
-from medledger.bench.commit_path import BenchPeer
+from medledger.bench.baseline import SpeedSampler, make_checks
+from medledger.bench.commit_path import BenchPeer, TimedCommit
 from medledger.bench.progress import ProgressCallback, no_progress
-from medledger.ledger.execution import SignatureCheck
 
 FULL_CHECKPOINTS = (10_000, 30_000, 100_000, 300_000, 1_000_000)
 QUICK_CHECKPOINTS = (10_000, 30_000)
@@ -27,10 +26,10 @@ WINDOW = 10_000
 """Transactions just before each checkpoint whose commit rate is reported for it."""
 PATIENTS_ASKED = 40
 QUERY_REPEATS = 3
-SPEED_SECONDS = 0.6
-"""Seconds of one-core signature verification timed just before and just after each window: the
-machine's speed at that moment (a shared machine's speed drifts over a run of many minutes)."""
-SPEED_WARM_UP_SECONDS = 0.2
+WINDOW_CHUNK_BLOCKS = 4
+"""A window's blocks are committed in chunks of this many, with a slice of one-core signature verification
+before the first and after each (`SpeedSampler`): the machine's speed over the window's own time (it moves
+from one second to the next, and drifts over a run of many minutes)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +53,8 @@ class GrowthPoint:
     database_bytes: int
     """Size of the peer's ledger file (and its WAL)."""
     verify_per_s: float
-    """One-core Ed25519 verifications per second, the mean of a measurement just before the window and
-    one just after it: how fast the machine ran while this point's commit rate was taken."""
+    """One-core Ed25519 verifications per second over slices taken before, between and after the window's
+    chunks of blocks: how fast the machine ran while this point's commit rate was taken."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +96,6 @@ def _time_history_queries(bench: BenchPeer) -> tuple[float, float, float]:
     return statistics.median(latencies), max(latencies), statistics.mean(returned)
 
 
-def _machine_speed(checks: Sequence[SignatureCheck]) -> float:
-    return one_core_verify_rate(checks, SPEED_SECONDS, warm_up=SPEED_WARM_UP_SECONDS)
-
-
 def _database_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists())
 
@@ -126,9 +121,9 @@ def measure_growth(
     try:
         bench.set_up()
         bench.checker.warm_up()
-        timed: list[tuple[int, float, float]] = []
-        """(transactions, seconds, process CPU seconds) of the timed blocks of each segment in the window."""
-        speed_before = 0.0
+        timed: list[TimedCommit] = []
+        """The timed blocks of each segment in the window."""
+        sampler = SpeedSampler(speed_checks)
         pending = list(checkpoints)
         while pending:
             count = max(1, min(segment_blocks, -(-(pending[0] - bench.committed) // block_size)))
@@ -148,24 +143,23 @@ def measure_growth(
             bench.peer.wait_for_commits()
             if first_timed < len(signed):
                 if not timed:  # the window starts: how fast is the machine right now?
-                    speed_before = _machine_speed(speed_checks)
-                block_started, cpu_started = time.perf_counter(), time.process_time()
-                staged = []
-                for timestamp, transactions in signed[first_timed:]:
-                    staged.append(bench.stage(timestamp, transactions))
-                    report("growth: committing", min(bench.committed, top), top)
-                for future in staged:
-                    future.result()
-                took, cpu = time.perf_counter() - block_started, time.process_time() - cpu_started
-                timed.append((sum(len(t) for _, t in signed[first_timed:]), took, cpu))
+                    sampler = SpeedSampler(speed_checks)
+                    sampler.sample()
+                timed.append(
+                    bench.commit_timed(
+                        signed[first_timed:],
+                        sampler,
+                        WINDOW_CHUNK_BLOCKS,
+                        lambda: report("growth: committing", min(bench.committed, top), top),
+                    )
+                )
             if bench.committed >= pending[0]:
-                count = sum(n for n, _, _ in timed)
-                rate = count / sum(t for _, t, _ in timed)
-                cpu_us = sum(c for _, _, c in timed) / count * 1e6
-                speed = (speed_before + _machine_speed(speed_checks)) / 2
+                count = sum(t.transactions for t in timed)
+                rate = count / sum(t.seconds for t in timed)
+                cpu_us = sum(t.cpu_seconds for t in timed) / count * 1e6
                 p50, slowest, entries = _time_history_queries(bench)
                 size = _database_bytes(bench.peer.store.path)
-                points.append(GrowthPoint(bench.committed, rate, cpu_us, p50, slowest, entries, size, speed))
+                points.append(GrowthPoint(bench.committed, rate, cpu_us, p50, slowest, entries, size, sampler.rate))
                 timed = []
                 pending.pop(0)
     finally:

@@ -105,6 +105,8 @@ class NetworkResult:
     sustained: LoadPoint
     """The longest run, at the highest rate of the sweep that was kept up with (at most the target),
     stepped down when the long run could not keep up with it."""
+    cut_after_ms: int
+    """The orderer's `time_to_cut_ms`: a batch is cut this long after its first transaction (or when full)."""
 
 
 class BenchNetwork:
@@ -289,4 +291,4 @@ def measure_network(
             gc.unfreeze()  # the network's objects become collectable again once it is closed
             bench.close()
             checker.close()
-    return NetworkResult(orderer_name, len(network.orgs), tuple(points), sustained)
+    return NetworkResult(orderer_name, len(network.orgs), tuple(points), sustained, network.cutter.time_to_cut_ms)

@@ -171,7 +171,9 @@ def measure_replicated(
     if network is None:
         return None
     try:
-        generator = LoadGenerator(consortium_of(EmbeddedNetwork(network.data_dir)), request_lag=1)
+        described = EmbeddedNetwork(network.data_dir)
+        cut_after_ms = described.cutter.time_to_cut_ms
+        generator = LoadGenerator(consortium_of(described), request_lag=1)
         commit_setup(network, generator, report)
         urls = peer_urls(network)
 
@@ -204,4 +206,4 @@ def measure_replicated(
                 break
     finally:
         network.down()
-    return NetworkResult("etcd", ORGANISATIONS, tuple(points), sustained)
+    return NetworkResult("etcd", ORGANISATIONS, tuple(points), sustained, cut_after_ms)

@@ -81,6 +81,19 @@ def block_hash(header_bytes: bytes) -> BlockHash:
 
 
 @dataclass(frozen=True, slots=True)
+class SealedHeader:
+    """A committed block's header and hash, without its transactions: what following the chain and
+    comparing attestations need (reading a whole block decodes every transaction in it)."""
+
+    header: BlockHeader
+    hash: BlockHash
+
+    @property
+    def number(self) -> int:
+        return self.header.number
+
+
+@dataclass(frozen=True, slots=True)
 class Block:
     """A header with the transactions it commits to, as stored."""
 
@@ -104,6 +117,10 @@ class Block:
 
     def encode_body(self) -> bytes:
         return encode(list(self.transactions))
+
+    @property
+    def sealed_header(self) -> SealedHeader:
+        return SealedHeader(self.header, self.hash)
 
 
 def decode_body(raw: bytes) -> tuple[bytes, ...]:

@@ -21,7 +21,7 @@ from medledger.core.errors import EncodingError
 from medledger.core.hashing import ZERO_HASH, Hash32, tagged_hash
 from medledger.core.merkle import merkle_root
 from medledger.core.signing import Domain, signature_is_valid
-from medledger.ledger.blocks import Block, BlockHeader
+from medledger.ledger.blocks import Block, BlockHeader, SealedHeader
 from medledger.ledger.errors import TransactionRejected
 from medledger.ledger.indexed_state import IndexedBlockState
 from medledger.ledger.receipts import VALID, Event, Receipt, RejectionCode
@@ -166,7 +166,7 @@ class ChainView(StateReader, ReplayIndex, Protocol):
     def height(self) -> int:
         """Number of blocks (the next block number)."""
 
-    def last_block(self) -> Block | None:
+    def last_header(self) -> SealedHeader | None:
         """The chain's tip."""
 
 
@@ -340,7 +340,7 @@ def execute_block(
     checker: SignatureChecker = check_signatures_serially,
 ) -> ExecutedBlock:
     """Execute an ordered batch on top of `store` (not yet committed) and build its block."""
-    previous = store.last_block()
+    previous = store.last_header()
     if previous is None or previous.number != number - 1:
         raise ValueError(f"block {number} cannot follow height {store.height()}")
     if timestamp_ms < previous.header.timestamp_ms:

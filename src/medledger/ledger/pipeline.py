@@ -27,7 +27,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from medledger.ledger.attestations import BlockAttestation
-from medledger.ledger.blocks import Block
+from medledger.ledger.blocks import Block, SealedHeader
 from medledger.ledger.errors import StoreError
 from medledger.ledger.execution import BulkReplayIndex, ExecutedBlock
 from medledger.ledger.receipts import Receipt
@@ -117,6 +117,10 @@ class CommitPipeline:
     def last_block(self) -> Block | None:
         staged = self._snapshot()
         return staged[-1].executed.block if staged else self.store.last_block()
+
+    def last_header(self) -> SealedHeader | None:
+        staged = self._snapshot()
+        return staged[-1].executed.block.sealed_header if staged else self.store.last_header()
 
     def get_state(self, key: str) -> bytes | None:
         for staged in reversed(self._snapshot()):

@@ -33,7 +33,7 @@ from typing import Any
 
 from medledger.core.errors import EncodingError
 from medledger.ledger.attestations import BlockAttestation
-from medledger.ledger.blocks import Block, BlockHeader, decode_body
+from medledger.ledger.blocks import Block, BlockHeader, SealedHeader, decode_body
 from medledger.ledger.errors import StoreError
 from medledger.ledger.execution import encoded_receipts
 from medledger.ledger.receipts import Receipt
@@ -317,6 +317,15 @@ class SQLiteLedgerStore(LedgerStore):
         except EncodingError as exc:
             raise StoreError(f"block {number} in {self.path} does not decode: {exc}") from exc
         return Block(header, header_bytes, stored_hash, transactions)
+
+    def header(self, number: int) -> SealedHeader | None:
+        row = self._reader().execute("SELECT header, hash FROM blocks WHERE number=?", (number,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return SealedHeader(BlockHeader.decode(row[0]), row[1])
+        except EncodingError as exc:
+            raise StoreError(f"block {number} in {self.path} does not decode: {exc}") from exc
 
     def receipts(self, block_number: int) -> list[Receipt]:
         rows = (

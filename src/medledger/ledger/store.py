@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from medledger.ledger.attestations import BlockAttestation
-from medledger.ledger.blocks import Block
+from medledger.ledger.blocks import Block, SealedHeader
 from medledger.ledger.receipts import Receipt
 from medledger.ledger.transactions import TxId
 
@@ -104,6 +104,16 @@ class LedgerStore(ABC):
     def last_block(self) -> Block | None:
         height = self.height()
         return None if height == 0 else self.block(height - 1)
+
+    def header(self, number: int) -> SealedHeader | None:
+        """The header and hash of the committed block at `number`, or None (a store that can read them
+        without the transactions should)."""
+        block = self.block(number)
+        return None if block is None else block.sealed_header
+
+    def last_header(self) -> SealedHeader | None:
+        height = self.height()
+        return None if height == 0 else self.header(height - 1)
 
     def blocks(self, start: int = 0) -> Iterator[Block]:
         for number in range(start, self.height()):

@@ -131,7 +131,7 @@ class RelayAttestationBoard(AttestationBoard):
 
 def trusted_attestations(peer: Peer, attestations: Iterable[BlockAttestation]) -> list[BlockAttestation]:
     """Those signed by the attesting organisation's registered peer member."""
-    last = peer.store.last_block()
+    last = peer.store.last_header()
     at = 0 if last is None else last.header.timestamp_ms
     trusted = []
     for attestation in attestations:

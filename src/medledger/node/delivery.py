@@ -41,7 +41,7 @@ class VaultService:
 
     def deliver(self, signed: SignedDeliveryRequest) -> SealedDelivery:
         request = signed.request
-        latest = self.peer.store.last_block()
+        latest = self.peer.store.last_header()
         assert latest is not None
         height, block_time = latest.number, latest.header.timestamp_ms
         now = self.clock()

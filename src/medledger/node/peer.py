@@ -311,7 +311,7 @@ class Peer:
         self._compare(attestation)
 
     def _latest_time(self) -> int:
-        last = self.store.last_block()
+        last = self.store.last_header()
         return 0 if last is None else last.header.timestamp_ms
 
     def flush_attestations(self) -> None:
@@ -330,7 +330,7 @@ class Peer:
     def _compare(self, attestation: BlockAttestation) -> None:
         if attestation.block_number >= self.store.height():
             return
-        block = self.store.block(attestation.block_number)
+        block = self.store.header(attestation.block_number)
         assert block is not None
         if (attestation.block_hash, attestation.state_root) != (block.hash, block.header.state_root):
             with self._lock:
@@ -373,7 +373,7 @@ class Peer:
         return build_transaction_proof(self.store, tx_id)
 
     def status(self) -> PeerStatus:
-        last = self.store.last_block()
+        last = self.store.last_header()
         if last is None:
             raise LedgerError(f"peer {self.org_id} has no blocks")
         # Height from the block read, not a second read of the store: a commit in between would pair the
