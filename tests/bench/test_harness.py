@@ -175,6 +175,45 @@ def test_the_cli_command_writes_the_json_and_the_plot(
     assert plot_path.exists()
 
 
+def test_a_saved_report_reads_back_with_the_same_figures_and_targets(tiny_report: BenchReport) -> None:
+    # Prepare
+    document = json.loads(json.dumps(tiny_report.to_json()))
+    # Execute
+    reloaded = BenchReport.from_json(document)
+    # Assert: the same figures (as saved: rounded to three decimals) and the same verdicts
+    for key, value in tiny_report.figures().items():
+        assert reloaded.figures()[key] == (None if value is None else pytest.approx(value, rel=1e-3, abs=1e-3)), key
+    assert [met for _, met, _ in reloaded.targets()] == [met for _, met, _ in tiny_report.targets()]
+    assert reloaded.commit.verify_slices == pytest.approx(tiny_report.commit.verify_slices, abs=1e-3)
+    assert reloaded.network.sweep[0].kept_up == tiny_report.network.sweep[0].kept_up
+
+
+def test_the_cli_shows_and_plots_a_saved_run_and_names_what_a_bad_file_lacks(
+    tiny_report: BenchReport, tmp_path: Path
+) -> None:
+    # Prepare: a saved run, the same without the networks' cut interval (an older report), and not JSON
+    saved, older, garbage = tmp_path / "run.json", tmp_path / "older.json", tmp_path / "garbage.json"
+    document = tiny_report.to_json()
+    saved.write_text(json.dumps(document))
+    del document["details"]["network"]["cut_after_ms"]
+    older.write_text(json.dumps(document))
+    garbage.write_text("{not json")
+    plot = tmp_path / "again.png"
+    # Execute
+    shown = CliRunner().invoke(main_app, ["bench", "--from-json", str(saved), "--plot", str(plot)])
+    refused_older = CliRunner().invoke(main_app, ["bench", "--from-json", str(older)])
+    refused_garbage = CliRunner().invoke(main_app, ["bench", "--from-json", str(garbage)])
+    refused_plot = CliRunner().invoke(main_app, ["bench", "--quick", "--plot", str(tmp_path / "no" / "p.png")])
+    # Assert
+    assert shown.exit_code == 0, shown.output
+    assert "targets" in shown.output and plot.read_bytes()[:4] == b"\x89PNG"
+    for refused in (refused_older, refused_garbage, refused_plot):
+        assert refused.exit_code == 2 and "Traceback" not in refused.output
+    assert "cut_after_ms" in refused_older.output and "--from-json" in refused_older.output
+    assert "--from-json" in refused_garbage.output
+    assert "--plot" in refused_plot.output
+
+
 def test_a_work_dir_that_does_not_exist_yet_is_created_and_one_that_cannot_be_is_named(
     tiny_report: BenchReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -24,7 +24,7 @@ from rich.table import Table
 
 from medledger.bench.baseline import VerifyScaling
 from medledger.bench.commit_path import CommitResult
-from medledger.bench.growth import GrowthResult
+from medledger.bench.growth import GrowthPoint, GrowthResult
 from medledger.bench.network import LoadPoint, NetworkResult
 from medledger.bench.replicated import NOT_MEASURED, REPLICATED_LATENCY_LIMIT_MS
 
@@ -138,6 +138,33 @@ class BenchReport:
         ]
 
     # JSON ---------------------------------------------------------------------------------------
+    @classmethod
+    def from_json(cls, document: Any) -> BenchReport:
+        """The report a saved run's JSON describes (figures as saved, rounded), to render or plot it again;
+        ReportFormatError names what is missing or malformed."""
+        try:
+            details = document["details"]
+            etcd = details["etcd_network"]
+            return cls(
+                quick=bool(details["quick"]),
+                seconds=float(details["seconds"]),
+                baseline_verify_per_s=float(document["baseline_verify_per_s"]),
+                scaling=_rebuild(VerifyScaling, details["verify_scaling"]),
+                commit=_rebuild(CommitResult, details["commit"]),
+                network=_network_from_json(details["network"]),
+                etcd=None if etcd is None else _network_from_json(etcd),
+                growth=GrowthResult(
+                    tuple(_rebuild(GrowthPoint, point) for point in details["growth"]["points"]),
+                    float(details["growth"]["seconds"]),
+                    float(details["growth"]["signing_seconds"]),
+                ),
+            )
+        except KeyError as exc:
+            missing = exc.args[0]
+            raise ReportFormatError(f"no {missing!r} in it (written by another version of medledger bench?)") from exc
+        except (TypeError, ValueError) as exc:
+            raise ReportFormatError(f"not a medledger bench report: {exc}") from exc
+
     def to_json(self) -> dict[str, Any]:
         document: dict[str, Any] = {key: _number(value) for key, value in self.figures().items()}
         document["details"] = {
@@ -249,11 +276,15 @@ class BenchReport:
         if self.etcd is not None:
             series.append((self.etcd, "replicated (etcd)", "tab:orange"))
         for result, label, colour in series:
-            points = sorted([*result.sweep, result.sustained], key=lambda p: p.offered_tps)
-            offered = [p.offered_tps for p in points]
-            throughput.plot(offered, [p.tps for p in points], "o-", color=colour, label=f"{label} committed")
-            latency.plot(offered, [p.p50_ms for p in points], "o-", color=colour, label=f"{label} p50")
-            latency.plot(offered, [p.p99_ms for p in points], "s--", color=colour, label=f"{label} p99")
+            # The sweep's short levels as lines; the sustained run, longer and at its own rate, as a star.
+            offered = [p.offered_tps for p in result.sweep]
+            throughput.plot(offered, [p.tps for p in result.sweep], "o-", color=colour, label=f"{label} committed")
+            latency.plot(offered, [p.p50_ms for p in result.sweep], "o-", color=colour, label=f"{label} p50")
+            latency.plot(offered, [p.p99_ms for p in result.sweep], "s--", color=colour, label=f"{label} p99")
+            held = result.sustained
+            sustained = f"{label} sustained {held.seconds:.0f} s"
+            throughput.plot([held.offered_tps], [held.tps], "*", color=colour, markersize=14, label=sustained)
+            latency.plot([held.offered_tps], [held.p99_ms], "*", color=colour, markersize=14, label=f"{sustained}, p99")
         top = max([p.offered_tps for p in self.network.sweep] + [NETWORK_TPS_TARGET])
         throughput.plot([0, top], [0, top], ":", color="grey", label="offered")
         throughput.axhline(NETWORK_TPS_TARGET, color="red", linestyle=":", label="target 2,000 TPS")
@@ -264,6 +295,14 @@ class BenchReport:
         latency.set_yscale("log")
         sizes = [p.transactions for p in self.growth.points]
         growth.plot(sizes, [p.commit_tps for p in self.growth.points], "o-", color="tab:green", label="commit tx/s")
+        first_speed = self.growth.points[0].verify_per_s
+        growth.plot(
+            sizes,
+            [p.commit_tps * first_speed / p.verify_per_s for p in self.growth.points],
+            "o:",
+            color="tab:olive",
+            label="commit tx/s at the machine's speed of the first point",
+        )
         growth.set(xlabel="ledger size (transactions)", ylabel="committed tx/s", title="growth", xscale="log")
         queries = growth.twinx()
         queries.plot(sizes, [p.query_ms_max for p in self.growth.points], "s--", color="tab:purple", label="query ms")
@@ -295,6 +334,38 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(item) for item in value]
     return value
+
+
+class ReportFormatError(ValueError):
+    """A saved benchmark report that cannot be read back."""
+
+
+def _rebuild(kind: Any, fields: Any) -> Any:
+    """`kind` (a dataclass) from its saved fields: extra keys (derived figures) ignored, lists back to tuples,
+    None (a figure that could not be taken) back to NaN for a float field."""
+    if not isinstance(fields, dict):
+        raise ReportFormatError(f"{kind.__name__} is not a JSON object")
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(kind):
+        if field.name not in fields:
+            if field.default is not dataclasses.MISSING:
+                continue
+            raise ReportFormatError(f"{kind.__name__} has no {field.name!r} (written by another version?)")
+        value = fields[field.name]
+        if value is None and "float" in str(field.type):
+            value = math.nan
+        values[field.name] = tuple(value) if isinstance(value, list) else value
+    return kind(**values)
+
+
+def _network_from_json(document: Any) -> NetworkResult:
+    return NetworkResult(
+        str(document["orderer"]),
+        int(document["peers"]),
+        tuple(_rebuild(LoadPoint, point) for point in document["sweep"]),
+        _rebuild(LoadPoint, document["sustained"]),
+        int(document["cut_after_ms"]),
+    )
 
 
 def _point_json(point: LoadPoint) -> dict[str, Any]:

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from medledger.cli.output import console
+
+if TYPE_CHECKING:
+    from medledger.bench import BenchReport
 
 
 def bench(
@@ -24,11 +27,31 @@ def bench(
     work_dir: Annotated[
         Path | None, typer.Option("--work-dir", help="Where the scratch ledgers go (default: the system's temp).")
     ] = None,
+    from_json: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-json",
+            help="Measure nothing: show the table and targets of a run saved with --json (and --plot it again).",
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Measure the Ed25519 baseline, one peer's commit path, the embedded and replicated networks
     and ledger growth; print each figure beside the baseline of the same run."""
-    from medledger.bench import BenchConfig, run_bench
+    from medledger.bench import BenchConfig, BenchReport, run_bench
+    from medledger.bench.report import ReportFormatError
 
+    for path, option in ((json_path, "--json"), (plot_path, "--plot")):
+        if path is not None and not path.parent.is_dir():
+            raise typer.BadParameter(f"{path.parent} is not a directory", param_hint=option)
+    if from_json is not None:
+        try:
+            saved = BenchReport.from_json(json.loads(from_json.read_text()))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, ReportFormatError) as exc:
+            raise typer.BadParameter(f"cannot read {from_json}: {exc}", param_hint="--from-json") from exc
+        saved.render(console)
+        _write(saved, json_path, plot_path)
+        return
     if work_dir is not None:
         try:
             work_dir.mkdir(parents=True, exist_ok=True)
@@ -50,6 +73,10 @@ def bench(
 
         result = run_bench(config, work_dir=work_dir, progress=advance)
     result.render(console)
+    _write(result, json_path, plot_path)
+
+
+def _write(result: BenchReport, json_path: Path | None, plot_path: Path | None) -> None:
     if json_path is not None:
         json_path.write_text(json.dumps(result.to_json(), indent=2) + "\n")
         console.print(f"figures written to [cyan]{json_path}[/]")
