@@ -118,3 +118,39 @@ def test_demo_fresh_refuses_to_wipe_a_directory_that_is_not_a_network(tmp_path: 
     assert_no_traceback(result)
     assert "refusing" in result.stderr and str(precious) in result.stderr, result.stderr
     assert snapshot(precious) == before
+
+
+def test_the_log_level_comes_from_the_environment_and_a_wrong_one_is_named(tmp_path: Path) -> None:
+    # Prepare
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    script = (
+        "import logging, sys\n"
+        "from medledger.cli.main import configure_logging\n"
+        "configure_logging()\n"
+        "logging.getLogger('medledger.test').info('cutter rebuilt')\n"
+        "logging.getLogger('medledger.test').debug('not shown')\n"
+    )
+    # Execute
+    info = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**env, "MEDLEDGER_LOG_LEVEL": "info"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    default = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False)
+    wrong = subprocess.run(
+        [str(MEDLEDGER), "version"],
+        cwd=tmp_path,
+        env={**env, "MEDLEDGER_LOG_LEVEL": "loud"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    # Assert: the line carries its date and time; warning is the default; a wrong level exits 2, naming it
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO medledger.test: cutter rebuilt$", info.stderr, re.M)
+    assert "not shown" not in info.stderr
+    assert default.stderr == ""
+    assert wrong.returncode == 2
+    assert "MEDLEDGER_LOG_LEVEL='loud'" in wrong.stdout + wrong.stderr
+    assert_no_traceback(wrong)

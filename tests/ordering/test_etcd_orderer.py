@@ -4,17 +4,25 @@ leader costs seconds and loses nothing acknowledged, compaction removes only wha
 from __future__ import annotations
 
 import hashlib
+import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
 from medledger.ordering.cutter import CutterConfig
 from medledger.ordering.etcd import BatchCompacted, EtcdOrderer, QueuePosition
-from medledger.ordering.etcd_client import EtcdClient, EtcdCompacted, prefix_end
+from medledger.ordering.etcd_client import (
+    DEFAULT_REQUEST_TIMEOUT,
+    PROPOSAL_TIMEOUT_S,
+    EtcdClient,
+    EtcdCompacted,
+    prefix_end,
+)
 from medledger.ordering.etcd_cluster import EtcdCluster
 from medledger.ordering.orderer import OrderedBatch, OrderingError
 
@@ -350,3 +358,83 @@ def test_queue_keys_name_the_hash_of_their_transaction(etcd_cluster: EtcdCluster
     orderer.close()
     # Assert
     assert key == f"/medledger/{channel}/txq/{hashlib.sha256(b'abc').hexdigest()}".encode()
+
+
+@pytest.fixture
+def silent_member() -> Iterator[str]:
+    """An endpoint that takes connections and requests and never answers: what a client sees of a proposal in
+    flight when the leader dies (etcd drops it without a word)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            held.append(connection)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join(timeout=5)
+    for connection in held:
+        connection.close()
+    server.close()
+
+
+def test_a_write_left_unanswered_is_retried_on_the_next_member_after_the_proposal_timeout(
+    etcd_cluster: EtcdCluster, channel: str, silent_member: str
+) -> None:
+    # Prepare: the silent member first, so the write goes there first
+    client = EtcdClient([silent_member, *etcd_cluster.endpoints])
+    key = f"/medledger/{channel}/probe".encode()
+    try:
+        # Execute
+        started = time.monotonic()
+        client.put(key, b"1", timeout=PROPOSAL_TIMEOUT_S)
+        took = time.monotonic() - started
+        stored = client.get(key)
+    finally:
+        client.close()
+    # Assert: it waited for the silent member, but not for the default request timeout
+    assert stored is not None and stored.value == b"1"
+    assert PROPOSAL_TIMEOUT_S <= took < DEFAULT_REQUEST_TIMEOUT
+
+
+def test_every_write_of_a_cutter_and_its_progress_is_bounded_by_the_proposal_timeout(
+    etcd_cluster: EtcdCluster, channel: str, orderers: list[EtcdOrderer]
+) -> None:
+    """A batch write left unanswered by a dying leader is retried after PROPOSAL_TIMEOUT_S, as a submission is:
+    with the default timeout the channel stopped cutting for ~3 s after its leader was killed."""
+    # Prepare: record the timeout of every request of one cutter's etcd client
+    orderer = EtcdOrderer(etcd_cluster.endpoints, channel, CutterConfig(max_tx=5), orderer_id="cutter")
+    orderers.append(orderer)
+    calls: list[tuple[str, float | None]] = []
+    call = orderer._client.call
+
+    def recording(method: str, body: Any, *, timeout: float | None = None) -> Any:
+        writes = method == "kv/put" or any("request_put" in op for op in body.get("success", []))
+        calls.append((method if writes else "read", timeout))
+        return call(method, body, timeout=timeout)
+
+    orderer._client.call = recording  # type: ignore[method-assign]
+    # Execute
+    for index in range(10):
+        orderer.submit(b"tx-%d" % index)
+    batches = read_until(orderer, 10)
+    orderer.report_progress("peer-a", len(batches) + 1)
+    # Assert: submissions, batch writes and the progress report all carried the bound
+    writes = [(method, timeout) for method, timeout in calls if method != "read"]
+    assert sum(len(batch.transactions) for batch in batches) == 10
+    assert ("kv/put", PROPOSAL_TIMEOUT_S) in writes
+    assert len([w for w in writes if w[0] == "kv/txn"]) >= 2 + len(batches)  # the queue writes and each batch
+    assert all(timeout == PROPOSAL_TIMEOUT_S for _, timeout in writes), writes

@@ -4,6 +4,7 @@ SDK, and renders the result; errors are printed as one clear line, never as a tr
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -89,8 +90,24 @@ def version() -> None:
     console.print(__version__)
 
 
+LOG_LEVEL_VARIABLE = "MEDLEDGER_LOG_LEVEL"
+"""Environment variable naming the log level (debug, info, warning, error; default warning). A deployment's
+processes inherit it: `MEDLEDGER_LOG_LEVEL=info medledger network up ...` logs each peer's ordering and
+catch-up steps to logs/<org>.log."""
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def configure_logging() -> None:
+    """Log at the level MEDLEDGER_LOG_LEVEL names, each line with its time; refuse a level not known."""
+    name = os.environ.get(LOG_LEVEL_VARIABLE, "warning").strip().lower()
+    if name not in LOG_LEVELS:
+        errors.print(f"[bold red]error:[/] {LOG_LEVEL_VARIABLE}={name!r} is not one of {', '.join(LOG_LEVELS)}")
+        sys.exit(2)
+    logging.basicConfig(level=name.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+
+
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     try:
         app()
     except MedledgerError as exc:

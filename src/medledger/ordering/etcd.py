@@ -37,6 +37,7 @@ from medledger.core.errors import EncodingError
 from medledger.ordering.cutter import BlockCutter, CutterConfig
 from medledger.ordering.etcd_client import (
     MAX_TXN_OPS,
+    PROPOSAL_TIMEOUT_S,
     EtcdClient,
     EtcdCompacted,
     EtcdError,
@@ -76,7 +77,7 @@ SEED_BATCHES = 8
 """Recent batches whose transactions a (re)starting cutter remembers, to drop resubmitted duplicates."""
 REMEMBERED_TX = 100_000
 """How many included transaction digests a cutter keeps to drop duplicates."""
-SUBMIT_TIMEOUT_S = 1.0
+SUBMIT_TIMEOUT_S = PROPOSAL_TIMEOUT_S
 """How long one queue write may take before it is retried on the next member. A proposal in flight when the
 leader dies is dropped without an answer, so this, not etcd's own 5 s or more, bounds the stall of a submit."""
 DRAIN_WAIT_S = 5.0
@@ -400,7 +401,7 @@ class EtcdOrderer(Orderer):
         """Record that `reader_id` committed every batch below `height`."""
         if not reader_id or "/" in reader_id:
             raise ValueError(f"reader id {reader_id!r} must be non-empty and hold no '/'")
-        self._client.put(self._progress + reader_id.encode(), _number_value(height))
+        self._client.put(self._progress + reader_id.encode(), _number_value(height), timeout=PROPOSAL_TIMEOUT_S)
 
     def progress(self) -> dict[str, int]:
         """The height each reader last reported."""
@@ -646,6 +647,9 @@ class EtcdOrderer(Orderer):
             [head_guard, compare_absent(key)],
             [put_op(key, encode_record(batch, cursor)), put_op(self._head, _number_value(number))],
             [range_op(self._head), range_op(key, prefix_end(self._blocks), limit=ADOPT_PAGE)],
+            # Bounded like a submission: after a leader's kill the channel stopped cutting for ~3 s, not ~1. A retry of
+            # a write that did land finds the height taken, and adopts the batch.
+            timeout=PROPOSAL_TIMEOUT_S,
         )
         if result.get("succeeded"):
             self._advance(batch, cursor)

@@ -45,6 +45,11 @@ _RETRIABLE_MESSAGES = ("too many requests", "leader changed", "no leader", "time
 
 DEFAULT_REQUEST_TIMEOUT = 3.0
 """Seconds one HTTP request may take before the next endpoint is tried."""
+PROPOSAL_TIMEOUT_S = 1.0
+"""How long a write (a Raft proposal) may go unanswered before it is retried on the next member. A proposal in
+flight when the leader dies is dropped without an answer, so with the default timeout every writer stalled for
+3 s after a leader was killed, while a new leader is elected in about one. For writes that are safe to repeat:
+a put of the same value, or a txn guarded by its compares."""
 DEFAULT_RETRY_FOR = 15.0
 """Seconds a request is retried across endpoints before EtcdUnavailable (a leader change takes 1-2 s)."""
 REQUIRE_LEADER = {"Grpc-Metadata-hasleader": "true"}
@@ -327,9 +332,9 @@ class EtcdClient:
         kvs, _, _ = self.range(key)
         return kvs[0] if kvs else None
 
-    def put(self, key: Key, value: bytes) -> int:
+    def put(self, key: Key, value: bytes, *, timeout: float | None = None) -> int:
         """Store `value` under `key`; the revision of the write."""
-        return header_revision(self.call("kv/put", {"key": b64(key), "value": b64(value)}))
+        return header_revision(self.call("kv/put", {"key": b64(key), "value": b64(value)}, timeout=timeout))
 
     def txn(
         self,
@@ -468,7 +473,7 @@ class EtcdKV:
         self.client = EtcdClient(endpoints, retry_for=retry_for)
 
     def put(self, key: Key, value: bytes) -> None:
-        self.client.put(key, value)
+        self.client.put(key, value, timeout=PROPOSAL_TIMEOUT_S)
 
     def get(self, key: Key) -> bytes | None:
         found = self.client.get(key)
