@@ -270,6 +270,24 @@ def test_the_embedded_network_is_measured_with_the_process_deployments_cutter(ti
     assert f"(cut after {DEPLOYED_CUTTER.time_to_cut_ms} ms)" in out.getvalue()
 
 
+def test_a_run_without_retries_gives_neither_network_a_retry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The quick run keeps to its two minutes: no sustained run is repeated at a lower rate, on either network."""
+    # Prepare: the process deployment is not started, only asked for
+    asked: list[dict[str, object]] = []
+
+    def replicated(directory: Path, **options: object) -> None:
+        asked.append(options)
+
+    monkeypatch.setattr("medledger.bench.harness.measure_replicated", replicated)
+    config = BenchConfig.tiny()
+    # Execute
+    report = run_bench(config, work_dir=tmp_path, etcd=True)
+    # Assert
+    assert config.sustain_retries == 0 == BenchConfig.quick_run().sustain_retries
+    assert [options["sustain_retries"] for options in asked] == [0]
+    assert report.etcd is None
+
+
 def test_a_level_is_kept_up_with_up_to_the_latency_limit_of_the_network_measured() -> None:
     # Prepare: everything committed, p99 1.2 s
     embedded = LoadPoint(

@@ -126,6 +126,7 @@ def run_bench(
                 rate=int(network.sustained.offered_tps),
                 step_seconds=config.etcd_step_seconds,
                 sustained_seconds=config.etcd_sustained_seconds,
+                sustain_retries=config.sustain_retries,
                 progress=report,
             )
             if etcd
