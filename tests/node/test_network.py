@@ -178,6 +178,33 @@ def test_a_peers_status_pairs_its_height_with_the_block_it_read(
     assert (status.block_hash, status.state_root) == (tip_before_commit.hash, tip_before_commit.header.state_root)
 
 
+def test_a_client_asking_for_a_committed_transaction_gets_its_receipt_not_a_replays(
+    network: EmbeddedNetwork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race CI once met: a waiter registered for a transaction already committed, and before the peer
+    looked the receipt up, a block holding a replay of it (DUPLICATE_TX) was committed."""
+    # Prepare: a committed transaction; the next receipt look-up first lets a replay of it commit
+    client, _ = member_client(network, "st-mary", "registrar", Role.REGISTRAR)
+    patient = _enrol_patients(client, network.channel, 1)[0]
+    tx = client.prepare("records", "register", _record_args(patient, "st-mary", 1))
+    committed = LedgerClient.wait(client.send(tx))
+    peer = network.peers["st-mary"]
+    look_up = peer.receipt
+
+    def replay_lands_first(tx_id: TxId) -> Receipt | None:
+        height = peer.store.height()
+        network.gateway("st-mary").submit(tx.encoded)
+        assert peer.wait_for_height(height + 1, timeout=30)
+        return look_up(tx_id)
+
+    monkeypatch.setattr(peer, "receipt", replay_lands_first)
+    # Execute
+    answer = peer.receipt_future(tx.tx_id).result(timeout=30)
+    # Assert: the replay was rejected, and the client got the receipt of the applied copy
+    assert [r.code for r in _receipts_of(network, "st-mary", tx.tx_id)] == [VALID, RejectionCode.DUPLICATE_TX]
+    assert answer == committed and answer.is_valid
+
+
 def test_the_same_signed_transaction_sent_twice_is_applied_once(
     loaded: tuple[EmbeddedNetwork, dict[str, LedgerClient], list[Receipt]],
 ) -> None:

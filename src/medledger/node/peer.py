@@ -37,7 +37,7 @@ from medledger.ledger.execution import (
 from medledger.ledger.integrity import check_at_start_up
 from medledger.ledger.pipeline import CommitPipeline, StagedBlock
 from medledger.ledger.proofs import TransactionProof, build_transaction_proof
-from medledger.ledger.receipts import Receipt
+from medledger.ledger.receipts import Receipt, RejectionCode
 from medledger.ledger.sqlite_store import SQLiteLedgerStore
 from medledger.ledger.transactions import TxId
 from medledger.ordering.orderer import OrderedBatch, Orderer
@@ -273,6 +273,11 @@ class Peer:
     def _notify(self, executed: ExecutedBlock) -> None:
         with self._lock:
             for receipt in executed.receipts:
+                # A replay's rejection answers nobody: the receipt of the copy that was applied came first, and
+                # resolved the waiters there were; a waiter that came since finds that receipt in the store
+                # (`receipt_future`), and must not get this one if it lands in between.
+                if receipt.code == RejectionCode.DUPLICATE_TX:
+                    continue
                 for future in self._waiters.pop(receipt.tx_id, []):
                     if not future.done():
                         future.set_result(receipt)
