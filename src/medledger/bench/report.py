@@ -7,7 +7,7 @@ of blocks, `commit_verify_per_s`: the same moments; `commit_ratio_to_run_baselin
 baseline taken at the start instead), network_tps, network_p50_ms, network_p99_ms, etcd_tps, etcd_p99_ms,
 growth_commit_ratio (commit rate at the largest size / at 10,000),
 growth_commit_ratio_speed_corrected (the same with each rate divided by the one-core verify rate
-measured around its window), history_query_ms
+sampled through its window; the growth target is judged on it), history_query_ms
 (slowest sampled patient's `audit.accesses` at the largest size). `details` holds the rest.
 """
 
