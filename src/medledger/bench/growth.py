@@ -124,6 +124,7 @@ def measure_growth(
         timed: list[TimedCommit] = []
         """The timed blocks of each segment in the window."""
         sampler = SpeedSampler(speed_checks)
+        """The machine's speed through the window of the next checkpoint."""
         pending = list(checkpoints)
         while pending:
             count = max(1, min(segment_blocks, -(-(pending[0] - bench.committed) // block_size)))
@@ -143,7 +144,6 @@ def measure_growth(
             bench.peer.wait_for_commits()
             if first_timed < len(signed):
                 if not timed:  # the window starts: how fast is the machine right now?
-                    sampler = SpeedSampler(speed_checks)
                     sampler.sample()
                 timed.append(
                     bench.commit_timed(
@@ -160,7 +160,7 @@ def measure_growth(
                 p50, slowest, entries = _time_history_queries(bench)
                 size = _database_bytes(bench.peer.store.path)
                 points.append(GrowthPoint(bench.committed, rate, cpu_us, p50, slowest, entries, size, sampler.rate))
-                timed = []
+                timed, sampler = [], SpeedSampler(speed_checks)
                 pending.pop(0)
     finally:
         bench.close()

@@ -342,7 +342,7 @@ class ReportFormatError(ValueError):
 
 def _rebuild(kind: Any, fields: Any) -> Any:
     """`kind` (a dataclass) from its saved fields: extra keys (derived figures) ignored, lists back to tuples,
-    None (a figure that could not be taken) back to NaN for a float field."""
+    None back to NaN (the JSON writes a figure that could not be taken, always a float, as null)."""
     if not isinstance(fields, dict):
         raise ReportFormatError(f"{kind.__name__} is not a JSON object")
     values: dict[str, Any] = {}
@@ -352,7 +352,7 @@ def _rebuild(kind: Any, fields: Any) -> Any:
                 continue
             raise ReportFormatError(f"{kind.__name__} has no {field.name!r} (written by another version?)")
         value = fields[field.name]
-        if value is None and "float" in str(field.type):
+        if value is None:
             value = math.nan
         values[field.name] = tuple(value) if isinstance(value, list) else value
     return kind(**values)

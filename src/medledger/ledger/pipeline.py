@@ -114,10 +114,6 @@ class CommitPipeline:
                 return tuple(staged.executed.receipts)
         return None
 
-    def last_block(self) -> Block | None:
-        staged = self._snapshot()
-        return staged[-1].executed.block if staged else self.store.last_block()
-
     def last_header(self) -> SealedHeader | None:
         staged = self._snapshot()
         return staged[-1].executed.block.sealed_header if staged else self.store.last_header()

@@ -335,12 +335,12 @@ class Peer:
     def _compare(self, attestation: BlockAttestation) -> None:
         if attestation.block_number >= self.store.height():
             return
-        block = self.store.header(attestation.block_number)
-        assert block is not None
-        if (attestation.block_hash, attestation.state_root) != (block.hash, block.header.state_root):
+        sealed = self.store.header(attestation.block_number)
+        assert sealed is not None
+        if (attestation.block_hash, attestation.state_root) != (sealed.hash, sealed.header.state_root):
             with self._lock:
                 if attestation.org_id not in self._diverged:
-                    log.error("%s: %s diverged at block %d", self.org_id, attestation.org_id, block.number)
+                    log.error("%s: %s diverged at block %d", self.org_id, attestation.org_id, sealed.number)
                 self._diverged.add(attestation.org_id)
 
     def diverged(self) -> tuple[str, ...]:

@@ -77,9 +77,6 @@ SEED_BATCHES = 8
 """Recent batches whose transactions a (re)starting cutter remembers, to drop resubmitted duplicates."""
 REMEMBERED_TX = 100_000
 """How many included transaction digests a cutter keeps to drop duplicates."""
-SUBMIT_TIMEOUT_S = PROPOSAL_TIMEOUT_S
-"""How long one queue write may take before it is retried on the next member. A proposal in flight when the
-leader dies is dropped without an answer, so this, not etcd's own 5 s or more, bounds the stall of a submit."""
 DRAIN_WAIT_S = 5.0
 """How long drain() waits for the cutter to see this orderer's last acknowledged submissions."""
 
@@ -508,7 +505,7 @@ class EtcdOrderer(Orderer):
                 [compare_absent(key) for key in keys],
                 [put_op(key, todo[key]) for key in keys],
                 [range_op(key, keys_only=True) for key in keys],
-                timeout=SUBMIT_TIMEOUT_S,
+                timeout=PROPOSAL_TIMEOUT_S,
             )
             if result.get("succeeded"):
                 revision = int(result.get("header", {}).get("revision", 0))
