@@ -223,6 +223,57 @@ def test_a_tuple_encodes_as_the_list_with_the_same_items() -> None:
     assert decode(encoded) == list(items)
 
 
+class _LyingInt(int):
+    def __int__(self) -> int:
+        return 7
+
+    def __index__(self) -> int:
+        return 7
+
+
+class _LyingBytes(bytes):
+    def __bytes__(self) -> bytes:
+        return b"other"
+
+
+class _LyingDict(dict):  # type: ignore[type-arg]
+    def __iter__(self) -> Any:
+        return iter(["other"])
+
+    def keys(self) -> Any:
+        return ["other"]
+
+
+def test_a_subclass_is_written_as_its_underlying_value_on_both_paths() -> None:
+    # Prepare: subclasses whose own conversions lie; a tuple around them forces the reference path
+    lying = [_LyingInt(3), _LyingBytes(b"ab"), _LyingDict(a=1)]
+    plain = [3, b"ab", {"a": 1}]
+    # Execute
+    direct, through_reference = encode(lying), encode(tuple(lying))
+    # Assert
+    assert direct == through_reference == cbor2.dumps(plain, canonical=True)
+
+
+SUSPECT_LOOKING = {
+    "float-head-in-bytes": b"\xfb" * 9,
+    "tag-42-head-in-bytes": b"\xd8\x2a" * 3,
+    "container-heads-in-bytes": bytes(range(0x80, 0xBC)),
+    "container-heads-in-an-int": 0x9B9B9B9B9B9B9B9B,
+}
+"""Values whose encoding holds the bytes of a float, a link or many containers without being one."""
+
+
+@pytest.mark.parametrize("scalar", list(SUSPECT_LOOKING.values()), ids=list(SUSPECT_LOOKING))
+def test_bytes_that_only_look_like_a_float_link_or_nesting_are_written_and_read_back(scalar: Any) -> None:
+    # Prepare
+    value = {"inner": [scalar, {"again": scalar}], "scalar": scalar}
+    # Execute
+    encoded = encode(value)
+    # Assert
+    assert encoded == cbor2.dumps(value, canonical=True)
+    assert decode(encoded) == value
+
+
 LINK_LIKE_BYTES = {
     "cidv1-raw-identity": "01550003616263",
     "cidv1-dag-cbor-sha256": "01711220" + "ab" * 32,
@@ -421,3 +472,14 @@ def test_map_keys_follow_length_then_bytes_order(value: dict[str, int]) -> None:
     written_order = list(cbor2.loads(encode(value)))
     # Assert
     assert written_order == expected_order
+
+
+@given(VALUES)
+def test_the_direct_and_the_reference_path_write_the_same_bytes(value: Any) -> None:
+    # Prepare: the value as it is (written by libipld) and inside a tuple (the checked reference path)
+    wrapped = (value,)
+    # Execute
+    direct, through_reference = encode(value), encode(wrapped)
+    # Assert
+    assert direct == cbor2.dumps(value, canonical=True)
+    assert through_reference == cbor2.dumps([value], canonical=True)

@@ -9,15 +9,20 @@ byte string and its hash is unique.
 
 How it stays cheap. For the allowed types our canonical form is byte for byte DAG-CBOR (the
 IPLD codec: shortest heads, definite lengths, text keys ordered length-first then bytewise),
-so a value made only of the exact allowed types is written by libipld's compiled DAG-CBOR
-encoder after one pass that checks its types, integer range and depth; anything else (a
-tuple, an enum member, a refused type, and a byte string libipld would mistake for an IPLD
-link, see `_is_link_like`) takes the reference path: a pass that checks it and
-puts each map's keys in canonical order, then cbor2. `decode` reads with libipld, checks the
-value's types, and re-encodes it: only when the bytes come out identical is the input
-canonical (libipld itself accepts, say, an integer in a wider head than needed). Whatever the
-fast path does not accept is decoded again by cbor2, which names the fault. The tests hold
-both paths to cbor2's canonical mode.
+so libipld's compiled DAG-CBOR encoder writes it. What libipld writes beyond our types shows
+in its bytes: a float as a 0xfb head (DAG-CBOR writes every float in 64 bits), an IPLD link
+as tag 42 (0xd8 0x2a), and nesting as container heads (0x80-0xbb). `encode` therefore first
+lets libipld write the value and keeps the bytes when none of that can be in them
+(`_plainly_exact`); otherwise - a byte string or an integer may hold those bytes too, or
+libipld refused the value - it checks the value's types, integer range and depth in one pass
+and, for anything but the exact allowed types (a tuple, a refused type, a byte string libipld
+would mistake for a link, see `_is_link_like`), takes the reference path: a pass that checks
+it and puts each map's keys in canonical order, then cbor2. A subclass of an allowed type (an
+enum member, say) is written as its underlying value on both paths. `decode` reads with
+libipld and re-encodes: only when the bytes come out identical, and the value holds nothing
+refused, is the input canonical (libipld itself accepts, say, an integer in a wider head than
+needed). Whatever the fast path does not accept is decoded again by cbor2, which names the
+fault. The tests hold both paths to cbor2's canonical mode.
 """
 
 from __future__ import annotations
@@ -56,6 +61,22 @@ def _is_link_like(value: bytes) -> bool:
     byte string: one that parses as a binary CIDv1 (first byte 1) or a CIDv0 (34 bytes, a sha2-256
     multihash). Such values are encoded by cbor2; this test is wider than libipld's, never narrower."""
     return bool(value) and (value[0] == 0x01 or (len(value) == 34 and value[0] == 0x12 and value[1] == 0x20))
+
+
+_SUSPECT_BYTES = bytes(range(0x80, 0xBC)) + b"\xd8\xfb"
+"""Container heads (arrays 0x80-0x9b, maps 0xa0-0xbb), the head of tag 42 and that of a float."""
+_UNSUSPECT_BYTES = bytes(byte for byte in range(256) if byte not in _SUSPECT_BYTES)
+
+
+def _plainly_exact(encoded: bytes) -> bool:
+    """True when libipld's bytes for a value cannot hold a float, an IPLD link or nesting deeper
+    than MAX_DEPTH: they contain no 0xfb, no tag 42, and at most MAX_DEPTH bytes that could be a
+    container head (a nesting too deep needs MAX_DEPTH + 1 containers). False says nothing about
+    the value (hashes and integers hold such bytes too): it then gets the full check."""
+    suspects = encoded.translate(None, _UNSUSPECT_BYTES)
+    if len(suspects) > MAX_DEPTH or b"\xfb" in suspects:
+        return False
+    return b"\xd8" not in suspects or b"\xd8\x2a" not in encoded
 
 
 def _is_exact(value: Any, depth: int) -> bool:
@@ -154,24 +175,29 @@ def _prepare(value: Any, depth: int) -> Any:
 
 
 def _prepare_subclass(value: Any, depth: int) -> Any:
+    """A subclass instance as its underlying value, whatever its own conversions say (libipld
+    reads the underlying value too)."""
     if isinstance(value, int):
-        return _prepare(int(value), depth)
+        return _prepare(int.__int__(value), depth)
     if isinstance(value, str):
         return str.__str__(value)
     if isinstance(value, bytes):
-        return bytes(value)
-    if isinstance(value, (dict, list, tuple)):
-        return _prepare(dict(value) if isinstance(value, dict) else list(value), depth)
+        return bytes(memoryview(value))
+    if isinstance(value, dict):
+        return _prepare(dict(dict.items(value)), depth)
+    if isinstance(value, (list, tuple)):
+        return _prepare(list.copy(value) if isinstance(value, list) else list(tuple.__iter__(value)), depth)
     raise _refuse(value)
 
 
 def encode(value: Any) -> bytes:
     """Encode `value` canonically; raise EncodingError for anything outside the allowed types."""
-    if _is_exact(value, 0):
-        try:
-            return libipld.encode_dag_cbor(value)
-        except (ValueError, TypeError, OverflowError, RecursionError):
-            pass  # e.g. a lone surrogate in a string: the reference path names the fault
+    try:
+        encoded = libipld.encode_dag_cbor(value)
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        encoded = None  # a tuple, a refused type, a lone surrogate...: the reference path takes or names it
+    if encoded is not None and (_plainly_exact(encoded) or _is_exact(value, 0)):
+        return encoded
     prepared = _prepare(value, 0)
     try:
         return cbor2.dumps(prepared)
@@ -249,10 +275,10 @@ def decode(data: bytes) -> Any:
         value = libipld.decode_dag_cbor(data)
     except (ValueError, TypeError, OverflowError, RecursionError):
         return _decode_reference(data)
-    if _is_exact(value, 0):
-        try:
-            if libipld.encode_dag_cbor(value) == data:
-                return value
-        except (ValueError, TypeError, OverflowError, RecursionError):
-            pass
+    try:
+        canonical = libipld.encode_dag_cbor(value) == data
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        canonical = False
+    if canonical and (_plainly_exact(data) or _is_exact(value, 0)):
+        return value
     return _decode_reference(data)
