@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from medledger.ledger.attestations import attest
 from medledger.ledger.blocks import Block, BlockHeader, SealedHeader
 from medledger.ledger.memory_store import MemoryLedgerStore
 from medledger.ledger.receipts import VALID, Receipt, RejectionCode
-from medledger.ledger.sqlite_store import SQLiteLedgerStore
+from medledger.ledger.sqlite_store import HEADER_CACHE_ENTRIES, SQLiteLedgerStore
 from medledger.ledger.store import LedgerStore, TxLocation
 
 
@@ -26,7 +27,7 @@ def make_block(number: int, previous: bytes, transactions: tuple[bytes, ...]) ->
         tx_count=len(transactions),
         tx_root=sha256(b"".join(transactions)),
         receipts_root=ZERO_HASH,
-        state_root=sha256(bytes([number])),
+        state_root=sha256(number.to_bytes(4, "big")),
         orderer={"orderer": "test"},
     )
     return Block.from_header(header, transactions)
@@ -129,6 +130,20 @@ class LedgerStoreSuite(ABC):
         assert store.scan_state("p/b/") == []
         assert store.scan_state("q/") == [("q/1", b"q2")]
 
+    def test_every_header_reads_back_however_long_the_chain(self, store: LedgerStore) -> None:
+        # Prepare: more blocks than a store keeps decoded headers of (SQLite: HEADER_CACHE_ENTRIES)
+        blocks = [make_block(0, ZERO_HASH, (b"g",))]
+        for number in range(1, HEADER_CACHE_ENTRIES + 40):
+            blocks.append(make_block(number, blocks[-1].hash, (number.to_bytes(4, "big"),)))
+        # Execute
+        for block in blocks:
+            store.commit_block(block, [receipt(sha256(block.transactions[0]))], {})
+            assert store.last_header() == SealedHeader(block.header, block.hash)
+        # Assert: the oldest, read again after the newest, and the tip
+        for number in (0, 1, len(blocks) - 1, 2, len(blocks) // 2):
+            assert store.header(number) == SealedHeader(blocks[number].header, blocks[number].hash)
+        assert store.header(len(blocks)) is None
+
     def test_attestations_are_kept_per_org(self, store: LedgerStore) -> None:
         # Prepare
         genesis = make_block(0, ZERO_HASH, (b"g",))
@@ -171,6 +186,24 @@ class TestSQLiteLedgerStore(LedgerStoreSuite):
         assert reopened.block(0) == genesis
         assert reopened.get_state("k") == b"v"
         reopened.close()
+
+    def test_a_read_only_store_reads_a_header_from_the_file_each_time(self, tmp_path: Path) -> None:
+        # Prepare: a committed block, read once through a read-only store, then changed in the file
+        path = tmp_path / "headers.sqlite"
+        writer = SQLiteLedgerStore(path)
+        genesis = make_block(0, ZERO_HASH, (b"g",))
+        writer.commit_block(genesis, [receipt(b"g" * 32)], {})
+        writer.close()
+        reader = SQLiteLedgerStore(path, read_only=True)
+        assert reader.header(0) == SealedHeader(genesis.header, genesis.hash)
+        other = make_block(0, ZERO_HASH, (b"other",))
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE blocks SET header=?, hash=? WHERE number=0", (other.header_bytes, other.hash))
+        # Execute
+        read_again = reader.header(0)
+        reader.close()
+        # Assert: what the file holds now, not what was read before (verification must see tampering)
+        assert read_again == SealedHeader(other.header, other.hash)
 
     def test_a_file_that_is_not_a_ledger_is_refused_with_its_name(self, tmp_path: Path) -> None:
         # Prepare

@@ -121,6 +121,11 @@ old one and the previous old one is dropped, so between 64k and 128k recent keys
 
 _MISSING = object()
 
+HEADER_CACHE_ENTRIES = 256
+"""Recent committed block headers kept decoded: following the tip, comparing a received attestation
+and answering status read the last few blocks' headers again and again (a committed header never
+changes, so the cache needs no invalidation)."""
+
 SCAN_CACHE_ENTRIES = 16_384
 """Whole-prefix scans remembered (for prefixes ending in "/", e.g. one patient's consents)."""
 SCAN_CACHE_MAX_ROWS = 256
@@ -268,6 +273,8 @@ class SQLiteLedgerStore(LedgerStore):
         self._cache_young: dict[str, bytes | None] = {}
         self._cache_old: dict[str, bytes | None] = {}
         self._cache_lock = threading.Lock()
+        self._headers: dict[int, SealedHeader] = {}
+        """Block number -> its committed header, the most recent HEADER_CACHE_ENTRIES read or written."""
         self._scans: dict[str, tuple[tuple[str, bytes], ...]] = {}
         """Prefix (ending in "/") -> every committed row under it; a commit drops the prefixes of
         each key it writes, so what stays here is exactly what SQL would answer."""
@@ -319,13 +326,25 @@ class SQLiteLedgerStore(LedgerStore):
         return Block(header, header_bytes, stored_hash, transactions)
 
     def header(self, number: int) -> SealedHeader | None:
+        cached = self._headers.get(number)
+        if cached is not None:
+            return cached
         row = self._reader().execute("SELECT header, hash FROM blocks WHERE number=?", (number,)).fetchone()
         if row is None:
             return None
         try:
-            return SealedHeader(BlockHeader.decode(row[0]), row[1])
+            sealed = SealedHeader(BlockHeader.decode(row[0]), row[1])
         except EncodingError as exc:
             raise StoreError(f"block {number} in {self.path} does not decode: {exc}") from exc
+        if not self.read_only:  # a verifier reads what is on disk now, every time
+            self._keep_header(sealed)
+        return sealed
+
+    def _keep_header(self, sealed: SealedHeader) -> None:
+        with self._cache_lock:
+            self._headers[sealed.number] = sealed
+            if len(self._headers) > HEADER_CACHE_ENTRIES:
+                del self._headers[next(iter(self._headers))]
 
     def receipts(self, block_number: int) -> list[Receipt]:
         rows = (
@@ -487,6 +506,7 @@ class SQLiteLedgerStore(LedgerStore):
                     self._remember(key, value)
                     if scans:
                         _forget_scans_over(scans, key)
+            self._keep_header(block.sealed_header)
             self._height = number + 1
 
     def put_attestations(self, attestations: Sequence[BlockAttestation]) -> None:
