@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from medledger.bench import JSON_KEYS, BenchConfig, BenchReport, run_bench
 from medledger.bench.baseline import SpeedSampler, make_checks
-from medledger.bench.commit_path import BENCH_START_MS, measure_commit_path
-from medledger.bench.growth import GrowthPoint, GrowthResult
+from medledger.bench.commit_path import BENCH_START_MS, BenchPeer, measure_commit_path
+from medledger.bench.growth import GrowthPoint, GrowthResult, ReferencePeer
 from medledger.bench.network import LoadPoint, signed_load
 from medledger.bench.replicated import NOT_MEASURED, REPLICATED_LATENCY_LIMIT_MS
 from medledger.bench.workload import Consortium, LoadGenerator
@@ -90,19 +90,67 @@ def test_a_machine_half_as_fast_at_the_top_checkpoint_doubles_the_corrected_rati
     assert growth.speed_corrected_ratio == pytest.approx(1.0)
 
 
-def test_the_growth_target_is_judged_on_the_ratio_corrected_for_the_machines_speed(tiny_report: BenchReport) -> None:
-    # Prepare: at 1,000,000 the rate halved while the machine ran at half speed; then a real 30% slow-down
+def test_the_growth_target_is_judged_on_the_small_ledger_committing_in_turns_with_the_large(
+    tiny_report: BenchReport,
+) -> None:
+    # Prepare: at 1,000,000 the rate halved, and so did the small ledger's beside it (the machine slowed);
+    # then the small ledger kept its pace while the large one lost 30%
     small = GrowthPoint(10_000, 4_000.0, 250.0, 0.2, 0.3, 5.0, 1, verify_per_s=16_000.0)
-    slower_machine = GrowthPoint(1_000_000, 2_000.0, 250.0, 0.2, 0.3, 5.0, 1, verify_per_s=8_000.0)
-    slower_ledger = dataclasses.replace(slower_machine, commit_tps=2_800.0, verify_per_s=16_000.0)
+    slower_machine = GrowthPoint(
+        1_000_000, 2_000.0, 250.0, 0.2, 0.3, 5.0, 1, verify_per_s=8_000.0, reference_tps=2_000.0
+    )
+    slower_ledger = dataclasses.replace(
+        slower_machine, commit_tps=2_800.0, verify_per_s=16_000.0, reference_tps=4_000.0
+    )
 
     def growth_target(top: GrowthPoint) -> tuple[bool, str]:
         report = dataclasses.replace(tiny_report, growth=GrowthResult((small, top), seconds=1.0, signing_seconds=0.0))
         return next((met, figure) for target, met, figure in report.targets() if target.startswith("growth"))
 
     # Execute / Assert
-    assert growth_target(slower_machine) == (True, "1.00 at 1,000,000 (0.50 raw)")
-    assert growth_target(slower_ledger) == (False, "0.70 at 1,000,000 (0.70 raw)")
+    assert growth_target(slower_machine) == (True, "1.00 at 1,000,000 (over the verify rate 1.00, raw 0.50)")
+    assert growth_target(slower_ledger) == (False, "0.70 at 1,000,000 (over the verify rate 0.70, raw 0.70)")
+
+
+def test_each_later_growth_point_is_paired_with_the_first_checkpoints_ledger(tiny_report: BenchReport) -> None:
+    # Prepare
+    growth = tiny_report.growth
+    first, later = growth.points[0], growth.points[1:]
+    # Assert: measured beside every later window (not the first, which it is a copy of)
+    assert math.isnan(first.reference_tps)
+    assert later and all(point.reference_tps > 0 for point in later)
+    expected = growth.top.commit_tps / growth.top.reference_tps
+    assert growth.paired_ratio == pytest.approx(expected)
+    assert tiny_report.to_json()["growth_commit_ratio_paired"] == pytest.approx(expected, rel=1e-3)
+
+
+def test_the_reference_peer_commits_the_same_valid_blocks_from_the_same_state_each_time(tmp_path: Path) -> None:
+    # Prepare: a small ledger, copied with the next 4 blocks signed for it
+    bench = BenchPeer(tmp_path / "ledger", workers=1)
+    bench.set_up()
+    for timestamp, transactions in bench.sign_blocks(2, 100):
+        bench.apply(timestamp, transactions)
+    height = bench.peer.executed_height()
+    reference = ReferencePeer(bench, tmp_path / "reference", blocks=4, block_size=100, chunk_blocks=2)
+    tips = []
+    try:
+        # Execute: two windows, each on a fresh copy
+        for _ in range(2):
+            reference.start()
+            rates = [reference.sample(), reference.sample()]
+            running = reference._running
+            assert running is not None
+            tips.append((running.peer.executed_height(), running.peer.store.last_header(), reference.valid))
+            assert all(rate > 0 for rate in rates)
+            with pytest.raises(RuntimeError, match="only 4 blocks signed"):
+                reference.sample()
+    finally:
+        reference.stop()
+        bench.close()
+    # Assert: the same four blocks of 100, all valid, on top of the copied height, both times; the original untouched
+    assert tips[0] == tips[1]
+    assert tips[0][0] == height + 4 and tips[0][2] == 400
+    assert bench.peer.executed_height() == height
 
 
 def test_the_json_has_exactly_the_binding_keys_as_numbers(tiny_report: BenchReport) -> None:

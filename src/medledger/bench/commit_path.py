@@ -12,6 +12,7 @@ block executes while the one before it is written) and waited for before the sli
 
 from __future__ import annotations
 
+import copy
 import gc
 import math
 import time
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from medledger.bench.baseline import SpeedSampler, make_checks
 from medledger.bench.progress import ProgressCallback, no_progress
@@ -88,33 +90,73 @@ class CommitResult:
         return self.tps / self.verify_per_s
 
 
+def freeze_start_up() -> None:
+    """Take what exists now (modules, the set-up ledger's caches, identities) out of the garbage collector's
+    sight, as a peer process does once started (`medledger node run`): full collections then scan only
+    what committing creates. `gc.unfreeze` gives it back."""
+    gc.collect()
+    gc.freeze()
+
+
+class Sampler(Protocol):
+    """What `BenchPeer.commit_timed` runs between its chunks: a measurement taken at the same moments."""
+
+    def sample(self) -> float:
+        """Take one more piece of the measurement; return its own figure."""
+
+
 class BenchPeer:
     """A peer on a fresh ledger of the benchmark consortium, with its load generator."""
 
-    def __init__(self, directory: Path, *, workers: int, seed: int = 20261129) -> None:
-        self.consortium = Consortium.create(BENCH_START_MS)
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        workers: int,
+        seed: int = 20261129,
+        consortium: Consortium | None = None,
+        generator: LoadGenerator | None = None,
+        clock_ms: int = BENCH_START_MS,
+        committed: int = 0,
+    ) -> None:
+        """A new consortium and load on an empty ledger in `directory`; or, given all of them, a peer
+        going on from where another left off (see `fork`)."""
+        self.consortium = consortium or Consortium.create(BENCH_START_MS)
         self.checker = ParallelSignatureChecker(workers)
         self.peer = Peer(
             "st-mary", directory, self.consortium.peers["st-mary"], default_registry(), checker=self.checker
         )
         self.peer.bootstrap(self.consortium.genesis, BENCH_START_MS)
-        self.generator = LoadGenerator(self.consortium, seed=seed)
-        self.clock_ms = BENCH_START_MS
-        self.committed = 0
+        self.generator = generator or LoadGenerator(self.consortium, seed=seed)
+        self.clock_ms = clock_ms
+        self.committed = committed
+
+    def fork(self, directory: Path, *, workers: int) -> BenchPeer:
+        """A second peer over a copy of this one's ledger as it stands (its commits waited for), with the
+        same consortium, a copy of the load generator and the same clock: it signs and commits exactly
+        what this one would next."""
+        self.peer.wait_for_commits()
+        directory.mkdir(parents=True, exist_ok=True)
+        self.peer.store.copy_to(directory / self.peer.store.path.name)
+        generator = copy.deepcopy(self.generator, {id(self.consortium): self.consortium})
+        return BenchPeer(
+            directory,
+            workers=workers,
+            consortium=self.consortium,
+            generator=generator,
+            clock_ms=self.clock_ms,
+            committed=self.committed,
+        )
 
     def next_time(self) -> int:
         self.clock_ms += BLOCK_INTERVAL_MS
         return self.clock_ms
 
     def set_up(self) -> None:
-        """Commit the staff and the first patients (not timed), then take what exists out of the garbage
-        collector's sight, as a peer process does once started (`medledger node run`): full collections
-        then scan only what committing creates."""
+        """Commit the staff and the first patients (not timed)."""
         now = self.next_time()
         for transactions in self.generator.setup_blocks(now):
             self.apply(now, transactions)
-        gc.collect()
-        gc.freeze()
 
     def sign_blocks(self, count: int, size: int) -> list[tuple[int, list[bytes]]]:
         return [(now, self.generator.block(size, now)) for now in (self.next_time() for _ in range(count))]
@@ -136,7 +178,7 @@ class BenchPeer:
     def commit_timed(
         self,
         blocks: Sequence[SignedBlock],
-        sampler: SpeedSampler,
+        sampler: Sampler,
         chunk_blocks: int,
         on_block: Callable[[], None] = lambda: None,
     ) -> TimedCommit:
@@ -158,7 +200,6 @@ class BenchPeer:
         return TimedCommit(sum(len(t) for _, t in blocks), seconds, cpu_seconds, valid)
 
     def close(self) -> None:
-        gc.unfreeze()
         self.peer.close()
         self.checker.close()
 
@@ -187,17 +228,19 @@ def measure_commit_path(
         for timestamp, transactions in signed[:warm_up_blocks]:
             bench.apply(timestamp, transactions)
         sampler = SpeedSampler(make_checks(200))
-        sampler.sample()
         done = [0]
 
         def on_block() -> None:
             done[0] += 1
             report("commit path: committing", done[0], blocks)
 
+        freeze_start_up()
+        sampler.sample()
         timed = bench.commit_timed(signed[warm_up_blocks:], sampler, math.ceil(blocks / speed_slices), on_block)
         resolver = bench.peer.resolver
         caching = (resolver.hits, resolver.misses, resolver.verifier.misses)
     finally:
+        gc.unfreeze()
         bench.close()
     return CommitResult(
         timed.transactions,

@@ -6,10 +6,19 @@ patient asks, "who accessed my data" (`audit.accesses`), is timed for recently r
 their history is complete and the same size whenever it is asked, so any change in its latency
 comes from the size of the ledger, not of the history. Blocks are signed in segments between
 commits, with a small set of staff signers, and never while a block is being timed.
+
+The rate at the first checkpoint is taken again beside every later one, paired in time: at the first
+checkpoint the ledger is copied (`ReferencePeer`), and between the chunks of each later window a fresh
+copy of it commits the same pre-signed next blocks, chunk for chunk. This machine's speed moves by tens
+of percent from minute to minute, so two rates taken ten minutes apart differ by as much from that as
+from the ledger's size; a small ledger and the large one committing in turns over the same minute
+differ only by the size. The one-core verify rate is sampled between the chunks as well.
 """
 
 from __future__ import annotations
 
+import gc
+import shutil
 import statistics
 import time
 from collections.abc import Sequence
@@ -17,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medledger.bench.baseline import SpeedSampler, make_checks
-from medledger.bench.commit_path import BenchPeer, TimedCommit
+from medledger.bench.commit_path import BenchPeer, TimedCommit, freeze_start_up
 from medledger.bench.progress import ProgressCallback, no_progress
 
 FULL_CHECKPOINTS = (10_000, 30_000, 100_000, 300_000, 1_000_000)
@@ -55,6 +64,9 @@ class GrowthPoint:
     verify_per_s: float
     """One-core Ed25519 verifications per second over slices taken before, between and after the window's
     chunks of blocks: how fast the machine ran while this point's commit rate was taken."""
+    reference_tps: float = float("nan")
+    """Commit rate of a copy of the ledger as it stood at the first checkpoint, committing the same next
+    blocks in chunks alternating with this window's (NaN at the first checkpoint itself)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +90,109 @@ class GrowthResult:
         return (top.commit_tps / top.verify_per_s) / (first.commit_tps / first.verify_per_s)
 
     @property
+    def paired_ratio(self) -> float:
+        """Commit rate at the largest size over the rate of the first checkpoint's ledger taken in turns with
+        it (`GrowthPoint.reference_tps`): the growth target is judged on it."""
+        return self.top.commit_tps / self.top.reference_tps
+
+    @property
     def top(self) -> GrowthPoint:
         return self.points[-1]
+
+
+class ReferencePeer:
+    """The ledger as it stood at the first checkpoint, committing the same next blocks again and again.
+
+    `start` opens a fresh copy of it; each `sample` commits its next chunk of pre-signed blocks (the
+    blocks the growing peer would have committed next at that size), timed like the growing peer's own
+    chunks; `stop` closes and removes the copy. Every copy starts from the same state, so the same blocks
+    are valid each time."""
+
+    def __init__(self, bench: BenchPeer, directory: Path, *, blocks: int, block_size: int, chunk_blocks: int) -> None:
+        self.directory = directory
+        self.chunk_blocks = chunk_blocks
+        template = bench.fork(directory / "template", workers=1)
+        try:
+            self.blocks = template.sign_blocks(blocks, block_size)
+            self._consortium, self._generator = template.consortium, template.generator
+            self._clock_ms, self._committed = bench.clock_ms, bench.committed
+        finally:
+            template.close()
+        self._ledger = directory / "template" / template.peer.store.path.name
+        self._copies = 0
+        self._running: BenchPeer | None = None
+        self._next = 0
+        self._timed: list[TimedCommit] = []
+
+    def start(self) -> None:
+        """Open a fresh copy of the reference ledger for the next window."""
+        self.stop()
+        self._copies += 1
+        copy_dir = self.directory / f"copy-{self._copies}"
+        copy_dir.mkdir(parents=True)
+        shutil.copyfile(self._ledger, copy_dir / self._ledger.name)
+        self._running = BenchPeer(
+            copy_dir,
+            workers=2,
+            consortium=self._consortium,
+            generator=self._generator,
+            clock_ms=self._clock_ms,
+            committed=self._committed,
+        )
+        self._running.checker.warm_up()
+        self._next = 0
+        self._timed = []
+
+    def sample(self) -> float:
+        """Commit the copy's next chunk of blocks; return its rate."""
+        if self._running is None:
+            raise RuntimeError("start the reference peer before sampling it")
+        chunk = self.blocks[self._next : self._next + self.chunk_blocks]
+        if len(chunk) < self.chunk_blocks:
+            raise RuntimeError(f"the reference peer has only {len(self.blocks)} blocks signed: sign more")
+        self._next += len(chunk)
+        timed = self._running.commit_timed(chunk, _NO_SAMPLES, len(chunk))
+        self._timed.append(timed)
+        return timed.transactions / timed.seconds
+
+    @property
+    def valid(self) -> int:
+        """Transactions applied since `start` (the mix intends every one to be)."""
+        return sum(t.valid for t in self._timed)
+
+    @property
+    def rate(self) -> float:
+        """Transactions per second over every chunk since `start` (NaN before the first)."""
+        seconds = sum(t.seconds for t in self._timed)
+        return sum(t.transactions for t in self._timed) / seconds if seconds else float("nan")
+
+    def stop(self) -> None:
+        if self._running is not None:
+            path = self._running.peer.data_dir
+            self._running.close()
+            self._running = None
+            shutil.rmtree(path, ignore_errors=True)
+
+
+class _NoSamples:
+    def sample(self) -> float:
+        return float("nan")
+
+
+_NO_SAMPLES = _NoSamples()
+
+
+@dataclass
+class _PairedSampler:
+    """Between the growing peer's chunks: a slice of one-core verifying, then a chunk of the reference."""
+
+    speed: SpeedSampler
+    reference: ReferencePeer | None
+
+    def sample(self) -> float:
+        if self.reference is not None:
+            self.reference.sample()
+        return self.speed.sample()
 
 
 def _time_history_queries(bench: BenchPeer) -> tuple[float, float, float]:
@@ -116,15 +229,19 @@ def measure_growth(
     started = time.perf_counter()
     signing = 0.0
     points: list[GrowthPoint] = []
-    bench = BenchPeer(directory, workers=workers)
+    bench = BenchPeer(directory / "ledger", workers=workers)
     speed_checks = make_checks(200)
+    reference: ReferencePeer | None = None
+    """From the first checkpoint on: that ledger, committing the same blocks beside each later window."""
+    window_blocks = -(-window // block_size)
     try:
         bench.set_up()
         bench.checker.warm_up()
+        freeze_start_up()
         timed: list[TimedCommit] = []
         """The timed blocks of each segment in the window."""
-        sampler = SpeedSampler(speed_checks)
-        """The machine's speed through the window of the next checkpoint."""
+        sampler = _PairedSampler(SpeedSampler(speed_checks), None)
+        """The machine's speed, and the reference's rate, through the window of the next checkpoint."""
         pending = list(checkpoints)
         while pending:
             count = max(1, min(segment_blocks, -(-(pending[0] - bench.committed) // block_size)))
@@ -143,7 +260,9 @@ def measure_growth(
                 report("growth: committing", min(bench.committed, top), top)
             bench.peer.wait_for_commits()
             if first_timed < len(signed):
-                if not timed:  # the window starts: how fast is the machine right now?
+                if not timed:  # the window starts: how fast is the machine, and the small ledger, right now?
+                    if sampler.reference is not None:
+                        sampler.reference.start()
                     sampler.sample()
                 timed.append(
                     bench.commit_timed(
@@ -157,11 +276,35 @@ def measure_growth(
                 count = sum(t.transactions for t in timed)
                 rate = count / sum(t.seconds for t in timed)
                 cpu_us = sum(t.cpu_seconds for t in timed) / count * 1e6
+                reference_rate = float("nan")
+                if sampler.reference is not None:
+                    reference_rate = sampler.reference.rate
+                    sampler.reference.stop()
                 p50, slowest, entries = _time_history_queries(bench)
                 size = _database_bytes(bench.peer.store.path)
-                points.append(GrowthPoint(bench.committed, rate, cpu_us, p50, slowest, entries, size, sampler.rate))
-                timed, sampler = [], SpeedSampler(speed_checks)
+                speed = sampler.speed.rate
+                points.append(
+                    GrowthPoint(bench.committed, rate, cpu_us, p50, slowest, entries, size, speed, reference_rate)
+                )
+                if reference is None and len(pending) > 1:
+                    report("growth: copying the first checkpoint's ledger", 0, 1)
+                    sign_started = time.perf_counter()
+                    # a slice before the window and after each chunk (a window may span two segments)
+                    chunks = -(-window_blocks // WINDOW_CHUNK_BLOCKS) + 2
+                    reference = ReferencePeer(
+                        bench,
+                        directory / "reference",
+                        blocks=chunks * WINDOW_CHUNK_BLOCKS,
+                        block_size=block_size,
+                        chunk_blocks=WINDOW_CHUNK_BLOCKS,
+                    )
+                    signing += time.perf_counter() - sign_started
+                    report("growth: copying the first checkpoint's ledger", 1, 1)
+                timed, sampler = [], _PairedSampler(SpeedSampler(speed_checks), reference)
                 pending.pop(0)
     finally:
+        gc.unfreeze()
+        if reference is not None:
+            reference.stop()
         bench.close()
     return GrowthResult(tuple(points), time.perf_counter() - started, signing)

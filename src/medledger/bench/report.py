@@ -7,7 +7,9 @@ of blocks, `commit_verify_per_s`: the same moments; `commit_ratio_to_run_baselin
 baseline taken at the start instead), network_tps, network_p50_ms, network_p99_ms, etcd_tps, etcd_p99_ms,
 growth_commit_ratio (commit rate at the largest size / at 10,000),
 growth_commit_ratio_speed_corrected (the same with each rate divided by the one-core verify rate
-sampled through its window; the growth target is judged on it), history_query_ms
+sampled through its window), growth_commit_ratio_paired (commit rate at the largest size / the rate of
+a copy of the 10,000-transaction ledger committing in turns with it over the same minute; the growth
+target is judged on it), history_query_ms
 (slowest sampled patient's `audit.accesses` at the largest size). `details` holds the rest.
 """
 
@@ -50,6 +52,7 @@ JSON_KEYS = (
     "etcd_p99_ms",
     "growth_commit_ratio",
     "growth_commit_ratio_speed_corrected",
+    "growth_commit_ratio_paired",
     "history_query_ms",
 )
 
@@ -87,6 +90,7 @@ class BenchReport:
             "etcd_p99_ms": None if etcd is None else etcd.p99_ms,
             "growth_commit_ratio": self.growth.commit_ratio,
             "growth_commit_ratio_speed_corrected": self.growth.speed_corrected_ratio,
+            "growth_commit_ratio_paired": self.growth.paired_ratio,
             "history_query_ms": self.growth.top.query_ms_max,
         }
 
@@ -120,14 +124,14 @@ class BenchReport:
                 NOT_MEASURED if etcd_tps is None else f"{etcd_tps:,.0f} TPS, p99 {etcd_p99_ms:,.0f} ms",
             ),
             (
-                # Judged, like every figure, against the machine's speed at the time: the raw ratio compares two
-                # moments minutes apart, and one run measured 0.56 raw with the machine 25% slower at the top.
+                # Judged against the 10,000-transaction ledger committing in turns with the large one over the
+                # same minute: the raw ratio compares two moments ten minutes apart (one run measured 0.56 raw
+                # with the machine 25% slower at the top), and the verify rate only roughly tracks the commit rate.
                 f"growth to {GROWTH_TOP_TARGET:,}: commit rate within 20% of the rate at 10,000 "
-                "(each over the verify rate during it)",
-                self.growth.top.transactions >= GROWTH_TOP_TARGET
-                and self.growth.speed_corrected_ratio >= GROWTH_RATIO_TARGET,
-                f"{self.growth.speed_corrected_ratio:.2f} at {self.growth.top.transactions:,} "
-                f"({self.growth.commit_ratio:.2f} raw)",
+                "(a copy of that ledger committing in turns with it)",
+                self.growth.top.transactions >= GROWTH_TOP_TARGET and self.growth.paired_ratio >= GROWTH_RATIO_TARGET,
+                f"{self.growth.paired_ratio:.2f} at {self.growth.top.transactions:,} "
+                f"(over the verify rate {self.growth.speed_corrected_ratio:.2f}, raw {self.growth.commit_ratio:.2f})",
             ),
             (
                 f"access-history query < {HISTORY_QUERY_TARGET_MS:.0f} ms at {GROWTH_TOP_TARGET:,}",
@@ -251,9 +255,14 @@ class BenchReport:
                 f"{base:,.0f}",
                 f"{size.verify_per_s / base:.2f} x",
             )
+            if not math.isnan(size.reference_tps):
+                rate(f"  the {self.growth.points[0].transactions:,}-tx ledger in turns with it", size.reference_tps)
         table.add_row("growth commit ratio (largest / 10k)", f"{self.growth.commit_ratio:.2f}", f"{base:,.0f}", "-")
         table.add_row(
             "  corrected for the machine's speed", f"{self.growth.speed_corrected_ratio:.2f}", f"{base:,.0f}", "-"
+        )
+        table.add_row(
+            "  over the small ledger in turns with it", f"{self.growth.paired_ratio:.2f}", f"{base:,.0f}", "-"
         )
         console.print(table)
         targets = Table(title="targets")

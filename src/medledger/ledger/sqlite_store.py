@@ -509,6 +509,20 @@ class SQLiteLedgerStore(LedgerStore):
             self._keep_header(block.sealed_header)
             self._height = number + 1
 
+    def copy_to(self, path: Path) -> None:
+        """Write a consistent copy of the ledger, as it stands between commits, to a new file at `path`
+        (SQLite's online backup: commits wait while it runs)."""
+        if Path(path).exists():
+            raise StoreError(f"{path} exists already: a ledger copy goes to a new file")
+        with self._lock:
+            target = sqlite3.connect(path)
+            try:
+                self._db.backup(target)
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"cannot copy {self.path} to {path}: {exc}") from exc
+            finally:
+                target.close()
+
     def put_attestations(self, attestations: Sequence[BlockAttestation]) -> None:
         if not attestations:
             return
