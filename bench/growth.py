@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 from pathlib import Path
 
@@ -29,10 +30,12 @@ def main() -> None:
             f"p50 {point.query_ms_p50:.2f} ms, slowest {point.query_ms_max:.2f} ms "
             f"({point.entries_returned:.1f} entries), ledger {point.database_bytes / 1e6:,.0f} MB, "
             f"machine {point.verify_per_s:,.0f} verifies/s"
+            + ("" if math.isnan(point.reference_tps) else f", first ledger in turns {point.reference_tps:,.0f} tx/s")
         )
     print(
-        f"commit rate at the largest size / at the smallest: {result.commit_ratio:.2f} "
-        f"({result.speed_corrected_ratio:.2f} corrected for the machine's speed)"
+        f"commit rate at the largest size / the first checkpoint's ledger in turns with it: {result.paired_ratio:.2f} "
+        f"(/ the rate at the first checkpoint: {result.commit_ratio:.2f}, {result.speed_corrected_ratio:.2f} "
+        "corrected for the machine's speed)"
     )
     print(f"took {result.seconds:,.0f} s ({result.signing_seconds:,.0f} s of it signing the load)")
 

@@ -125,13 +125,13 @@ def test_each_later_growth_point_is_paired_with_the_first_checkpoints_ledger(tin
 
 
 def test_the_reference_peer_commits_the_same_valid_blocks_from_the_same_state_each_time(tmp_path: Path) -> None:
-    # Prepare: a small ledger, copied with the next 4 blocks signed for it
+    # Prepare: a small ledger, copied with the next 6 blocks signed for it
     bench = BenchPeer(tmp_path / "ledger", workers=1)
     bench.set_up()
     for timestamp, transactions in bench.sign_blocks(2, 100):
         bench.apply(timestamp, transactions)
     height = bench.peer.executed_height()
-    reference = ReferencePeer(bench, tmp_path / "reference", blocks=4, block_size=100, chunk_blocks=2)
+    reference = ReferencePeer(bench, tmp_path / "reference", blocks=6, block_size=100, chunk_blocks=2)
     tips = []
     try:
         # Execute: two windows, each on a fresh copy
@@ -142,14 +142,15 @@ def test_the_reference_peer_commits_the_same_valid_blocks_from_the_same_state_ea
             assert running is not None
             tips.append((running.peer.executed_height(), running.peer.store.last_header(), reference.valid))
             assert all(rate > 0 for rate in rates)
-            with pytest.raises(RuntimeError, match="only 4 blocks signed"):
+            with pytest.raises(RuntimeError, match="only 6 blocks signed"):
                 reference.sample()
     finally:
         reference.stop()
         bench.close()
-    # Assert: the same four blocks of 100, all valid, on top of the copied height, both times; the original untouched
+    # Assert: the same six blocks of 100 (two of them the untimed warm-up), the four timed all valid, on top of
+    # the copied height, both times; the original untouched
     assert tips[0] == tips[1]
-    assert tips[0][0] == height + 4 and tips[0][2] == 400
+    assert tips[0][0] == height + 6 and tips[0][2] == 400
     assert bench.peer.executed_height() == height
 
 

@@ -312,6 +312,14 @@ class BenchReport:
             color="tab:olive",
             label="commit tx/s at the machine's speed of the first point",
         )
+        paired = [p for p in self.growth.points if not math.isnan(p.reference_tps)]
+        growth.plot(
+            [p.transactions for p in paired],
+            [p.reference_tps for p in paired],
+            "x",
+            color="tab:gray",
+            label=f"the {self.growth.points[0].transactions:,}-tx ledger, in turns with each",
+        )
         growth.set(xlabel="ledger size (transactions)", ylabel="committed tx/s", title="growth", xscale="log")
         queries = growth.twinx()
         queries.plot(sizes, [p.query_ms_max for p in self.growth.points], "s--", color="tab:purple", label="query ms")
