@@ -119,7 +119,7 @@ class ReferencePeer:
             self._clock_ms, self._committed = bench.clock_ms, bench.committed
         finally:
             template.close()
-        self._ledger = directory / "template" / template.peer.store.path.name
+        self._ledger = template.peer.store.path
         self._copies = 0
         self._running: BenchPeer | None = None
         self._next = 0
@@ -191,10 +191,24 @@ class _PairedSampler:
     speed: SpeedSampler
     reference: ReferencePeer | None
 
+    def start_window(self) -> None:
+        """Before the window's first chunk: a fresh copy of the reference, and the first sample."""
+        if self.reference is not None:
+            self.reference.start()
+        self.sample()
+
     def sample(self) -> float:
         if self.reference is not None:
             self.reference.sample()
         return self.speed.sample()
+
+    def finish_window(self) -> tuple[float, float]:
+        """(verify rate, reference commit rate: NaN without a reference) over the window; the copy closed."""
+        if self.reference is None:
+            return self.speed.rate, float("nan")
+        reference_rate = self.reference.rate
+        self.reference.stop()
+        return self.speed.rate, reference_rate
 
 
 def _time_history_queries(bench: BenchPeer) -> tuple[float, float, float]:
@@ -263,9 +277,7 @@ def measure_growth(
             bench.peer.wait_for_commits()
             if first_timed < len(signed):
                 if not timed:  # the window starts: how fast is the machine, and the small ledger, right now?
-                    if sampler.reference is not None:
-                        sampler.reference.start()
-                    sampler.sample()
+                    sampler.start_window()
                 timed.append(
                     bench.commit_timed(
                         signed[first_timed:],
@@ -278,13 +290,9 @@ def measure_growth(
                 count = sum(t.transactions for t in timed)
                 rate = count / sum(t.seconds for t in timed)
                 cpu_us = sum(t.cpu_seconds for t in timed) / count * 1e6
-                reference_rate = float("nan")
-                if sampler.reference is not None:
-                    reference_rate = sampler.reference.rate
-                    sampler.reference.stop()
+                speed, reference_rate = sampler.finish_window()
                 p50, slowest, entries = _time_history_queries(bench)
                 size = _database_bytes(bench.peer.store.path)
-                speed = sampler.speed.rate
                 points.append(
                     GrowthPoint(bench.committed, rate, cpu_us, p50, slowest, entries, size, speed, reference_rate)
                 )

@@ -512,7 +512,7 @@ class SQLiteLedgerStore(LedgerStore):
     def copy_to(self, path: Path) -> None:
         """Write a consistent copy of the ledger, as it stands between commits, to a new file at `path`
         (SQLite's online backup: commits wait while it runs)."""
-        if Path(path).exists():
+        if path.exists():
             raise StoreError(f"{path} exists already: a ledger copy goes to a new file")
         with self._lock:
             target = sqlite3.connect(path)
