@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from medledger.ordering import etcd_cluster as etcd_cluster_module
 from medledger.ordering.etcd import EtcdKV
 from medledger.ordering.etcd_cluster import ETCD_BINARY_ENV, EtcdCluster, EtcdClusterError, etcd_binary
 from tests.ordering.conftest import etcd_port_bases
@@ -78,6 +79,31 @@ def test_a_cluster_started_by_one_process_is_stopped_by_another(tmp_path: Path) 
     cluster.close()
     attached.close()
     print(f"cluster start {start_seconds:.2f} s, stop {stop_seconds:.2f} s")
+
+
+@pytest.mark.parametrize(
+    ("name", "cmdline", "running"),
+    [
+        ("etcd", "", True),  # on its way out: command line released, not yet exited
+        ("bash", "", False),  # the pid now names another program
+        ("etcd", "etcd --data-dir /elsewhere", False),  # another cluster's etcd
+    ],
+)
+def test_an_attached_cluster_counts_an_exiting_member_as_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, cmdline: str, running: bool
+) -> None:
+    # Prepare: an attached cluster whose member 0 has a pid, and what /proc says of that pid
+    cluster = EtcdCluster(tmp_path / "etcd", 3, *etcd_port_bases(slot=1))
+    cluster.save_state(tmp_path / "cluster.json")
+    attached = EtcdCluster.attach(tmp_path / "cluster.json")
+    attached._pids = [4242, None, None]
+    monkeypatch.setattr(etcd_cluster_module, "_process_alive", lambda pid: True)
+    monkeypatch.setattr(etcd_cluster_module, "_process_name", lambda pid: name)
+    monkeypatch.setattr(etcd_cluster_module, "_process_cmdline", lambda pid: cmdline)
+    # Execute / Assert
+    assert attached.is_running(0) is running
+    cluster.close()
+    attached.close()
 
 
 def test_a_killed_member_restarts_on_its_data_and_rejoins(etcd_cluster: EtcdCluster) -> None:

@@ -90,6 +90,15 @@ def _process_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
+def _process_name(pid: int) -> str:
+    """The command name the kernel keeps for `pid` (kept while it exits, unlike its command line)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat[stat.find("(") + 1 : stat.rfind(")")]
+
+
 def _process_cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -257,8 +266,14 @@ class EtcdCluster:
         if process is not None:
             return process.poll() is None
         pid = self._pids[index]
-        # an attached cluster: trust the pid only while it still runs this member's etcd
-        return pid is not None and _process_alive(pid) and str(self.member_dir(index)) in _process_cmdline(pid)
+        # an attached cluster: trust the pid only while it still runs this member's etcd. An etcd on its way
+        # out has already released its command line but not yet exited: still running, by its name.
+        if pid is None or not _process_alive(pid):
+            return False
+        cmdline = _process_cmdline(pid)
+        if not cmdline:
+            return _process_name(pid) == "etcd"
+        return str(self.member_dir(index)) in cmdline
 
     def leader(self, timeout: float = 10.0) -> int:
         """The index of the current Raft leader, waiting up to `timeout` s for one to be elected."""
