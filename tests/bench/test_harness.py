@@ -160,7 +160,7 @@ def test_the_json_has_exactly_the_binding_keys_as_numbers(tiny_report: BenchRepo
     # Assert
     assert set(document) == {*JSON_KEYS, "details"}
     for key in JSON_KEYS:
-        if key in ("etcd_tps", "etcd_p99_ms"):
+        if key.startswith("etcd_"):
             assert document[key] is None
         else:
             assert isinstance(document[key], (int, float)) and document[key] > 0, key
@@ -348,3 +348,41 @@ def test_a_level_is_kept_up_with_up_to_the_latency_limit_of_the_network_measured
     assert not embedded.kept_up
     assert replicated.kept_up
     assert not short.kept_up
+
+
+def test_the_commit_path_and_the_network_carry_the_machines_cpu_ceiling(tiny_report: BenchReport) -> None:
+    # Prepare
+    document = tiny_report.to_json()
+    commit, sustained = tiny_report.commit, tiny_report.network.sustained
+    stat_cores = sum(
+        1 for line in Path("/proc/stat").read_text().splitlines() if line[:3] == "cpu" and line[3].isdigit()
+    )
+    # Assert: the counters' cores, a CPU time per transaction, and the ceiling as cores over it
+    assert commit.cores == sustained.cores == stat_cores
+    assert document["commit_cpu_us_per_tx"] == pytest.approx(
+        commit.machine_cpu_seconds / commit.transactions * 1e6, rel=1e-3
+    )
+    assert document["commit_ceiling_ratio"] == pytest.approx(
+        commit.cores * commit.transactions / commit.machine_cpu_seconds / commit.verify_per_s, abs=6e-4
+    )  # the JSON keeps three decimals
+    assert document["network_ceiling_tps"] == pytest.approx(
+        sustained.cores * sustained.committed / sustained.machine_cpu_seconds, rel=1e-3
+    )
+    assert "cores allow at most" in tiny_report.targets()[0][2]
+
+
+def test_a_report_saved_before_the_cpu_ceiling_reads_back_and_renders_without_it(tiny_report: BenchReport) -> None:
+    # Prepare: the saved run without the machine's CPU figures, as reports written before them are
+    document = json.loads(json.dumps(tiny_report.to_json()))
+    for key in ("machine_cpu_seconds", "cores"):
+        del document["details"]["commit"][key]
+        for point in [*document["details"]["network"]["sweep"], document["details"]["network"]["sustained"]]:
+            del point[key]
+    out = io.StringIO()
+    # Execute
+    reloaded = BenchReport.from_json(document)
+    reloaded.render(Console(file=out, width=200))
+    # Assert: no ceiling figure, no "nan" anywhere, the JSON figures null
+    assert "CPU ceiling" not in out.getvalue() and "nan" not in out.getvalue()
+    assert reloaded.to_json()["commit_ceiling_ratio"] is None
+    assert "cores allow" not in reloaded.targets()[0][2]

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from medledger.bench.baseline import SpeedSampler, make_checks
+from medledger.bench.machine_cpu import CpuCeiling, CpuMeter
 from medledger.bench.progress import ProgressCallback, no_progress
 from medledger.bench.workload import Consortium, LoadGenerator
 from medledger.contracts.default import default_registry
@@ -50,10 +51,14 @@ class TimedCommit:
     """CPU time of this process over the same time (execution and commit threads)."""
     valid: int
     """Transactions applied."""
+    machine_cpu_seconds: float
+    """Busy CPU time of the whole machine over the same time (the signature workers included)."""
+    cores: int
+    """Cores that busy time was counted over."""
 
 
 @dataclass(frozen=True, slots=True)
-class CommitResult:
+class CommitResult(CpuCeiling):
     """What one peer committed in the timed part of the run."""
 
     transactions: int
@@ -79,6 +84,10 @@ class CommitResult:
     blocks: the machine's speed while they were committed, what `ratio` divides by."""
     verify_slices: tuple[float, ...]
     """The rate of each slice, in order: how much the machine's speed moved during the run."""
+    machine_cpu_seconds: float = math.nan
+    """Busy CPU time of the whole machine while the timed blocks were committed (`machine_cpu`)."""
+    cores: int = 0
+    """Cores that busy time was counted over."""
 
     @property
     def tps(self) -> float:
@@ -88,6 +97,15 @@ class CommitResult:
     def ratio(self) -> float:
         """Committed transactions per second over one-core verifications per second, same moments."""
         return self.tps / self.verify_per_s
+
+    @property
+    def committed_tx(self) -> int:
+        return self.transactions
+
+    @property
+    def ceiling_ratio(self) -> float:
+        """`ceiling_tps` over the same verify rate as `ratio`: the highest ratio this work allows here."""
+        return self.ceiling_tps / self.verify_per_s
 
 
 def freeze_start_up() -> None:
@@ -186,7 +204,9 @@ class BenchPeer:
         with `sampler` taking a slice after each chunk (the caller takes the one before the first)."""
         seconds = cpu_seconds = 0.0
         valid = 0
+        machine = CpuMeter()
         for start in range(0, len(blocks), chunk_blocks):
+            machine.start()
             started, cpu_started = time.perf_counter(), time.process_time()
             staged = []
             for timestamp, transactions in blocks[start : start + chunk_blocks]:
@@ -195,9 +215,11 @@ class BenchPeer:
             committed = [future.result() for future in staged]
             seconds += time.perf_counter() - started
             cpu_seconds += time.process_time() - cpu_started
+            machine.stop()
             valid += sum(1 for block in committed for receipt in block.receipts if receipt.is_valid)
             sampler.sample()
-        return TimedCommit(sum(len(t) for _, t in blocks), seconds, cpu_seconds, valid)
+        count = sum(len(t) for _, t in blocks)
+        return TimedCommit(count, seconds, cpu_seconds, valid, machine.busy_seconds, machine.cores)
 
     def close(self) -> None:
         self.peer.close()
@@ -252,4 +274,6 @@ def measure_commit_path(
         *caching,
         verify_per_s=sampler.rate,
         verify_slices=tuple(sampler.slices),
+        machine_cpu_seconds=timed.machine_cpu_seconds,
+        cores=timed.cores,
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import math
 import statistics
 import threading
 import time
@@ -25,6 +26,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
+from medledger.bench.machine_cpu import CpuCeiling, CpuMeter
 from medledger.bench.progress import ProgressCallback, no_progress
 from medledger.bench.workload import LoadGenerator, consortium_of
 from medledger.contracts.default import default_registry
@@ -66,7 +68,7 @@ def solo_orderer(network: EmbeddedNetwork) -> Iterator[Orderer]:
 
 
 @dataclass(frozen=True, slots=True)
-class LoadPoint:
+class LoadPoint(CpuCeiling):
     """One load level: what was offered, what got committed, and how long it took."""
 
     offered_tps: float
@@ -83,10 +85,19 @@ class LoadPoint:
     """99th percentile submit-to-commit latency."""
     latency_limit_ms: float = LATENCY_LIMIT_MS
     """The p99 up to which the level counts as kept up with (the target of the network measured)."""
+    machine_cpu_seconds: float = math.nan
+    """Busy CPU time of the whole machine from the first submission until every peer had committed the
+    load (peers, signature workers, orderer, the clients: `machine_cpu`)."""
+    cores: int = 0
+    """Cores that busy time was counted over."""
 
     @property
     def tps(self) -> float:
         return self.committed / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def committed_tx(self) -> int:
+        return self.committed
 
     @property
     def kept_up(self) -> bool:
@@ -194,6 +205,8 @@ def offer_load(
             future.add_done_callback(done)
 
     threads = [threading.Thread(target=client, args=(n,), name=f"bench-client-{n}") for n in range(CLIENTS)]
+    machine = CpuMeter()
+    machine.start()
     for thread in threads:
         thread.start()
     deadline = start + count / rate + SETTLE_SECONDS
@@ -206,6 +219,7 @@ def offer_load(
     for thread in threads:
         thread.join()
     bench.wait_until_synced(SETTLE_SECONDS)
+    machine.stop()
     progress(phase, count, count)
     finished = [i for i in range(count) if committed_at[i]]
     latencies = [(committed_at[i] - submitted_at[i]) * 1000 for i in finished]
@@ -219,6 +233,8 @@ def offer_load(
         valid=valid,
         p50_ms=statistics.median(latencies) if latencies else float("nan"),
         p99_ms=percentile(latencies, 0.99),
+        machine_cpu_seconds=machine.busy_seconds,
+        cores=machine.cores,
     )
 
 

@@ -8,6 +8,7 @@ JSON carries null for `etcd_tps` and `etcd_p99_ms`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from medledger.bench.machine_cpu import CpuMeter
 from medledger.bench.network import (
     SETTLE_SECONDS,
     SUSTAIN_RETRIES,
@@ -182,9 +184,12 @@ def measure_replicated(
             signed: list[bytes] = []
             while len(signed) < total:
                 signed.extend(generator.block(min(SIGN_CHUNK, total - len(signed)), wall_clock_ms()))
+            machine = CpuMeter()  # from the first submission until every peer has committed the load
+            machine.start()
             point = offer_rest_load(urls, signed, rate, report, phase, REPLICATED_LATENCY_LIMIT_MS)
             wait_until_agreed(network)
-            return point
+            machine.stop()
+            return dataclasses.replace(point, machine_cpu_seconds=machine.busy_seconds, cores=machine.cores)
 
         # Not recorded: opens the clients' connections and warms the peers' caches.
         offer(sweep[0], min(step_seconds, WARM_UP_SECONDS), "etcd network: warming up")

@@ -10,7 +10,11 @@ growth_commit_ratio_speed_corrected (the same with each rate divided by the one-
 sampled through its window), growth_commit_ratio_paired (commit rate at the largest size / the rate of
 a copy of the 10,000-transaction ledger committing in turns with it over the same minute; the growth
 target is judged on it), history_query_ms
-(slowest sampled patient's `audit.accesses` at the largest size). `details` holds the rest.
+(slowest sampled patient's `audit.accesses` at the largest size); and what the machine's cores allow
+(`machine_cpu`): commit_cpu_us_per_tx, network_cpu_us_per_tx, etcd_cpu_us_per_tx (busy CPU time of
+every process per committed transaction), commit_ceiling_ratio (cores over that CPU time, over the
+same verify rate as commit_ratio), network_ceiling_tps, etcd_ceiling_tps (cores over that CPU time).
+`details` holds the rest.
 """
 
 from __future__ import annotations
@@ -45,11 +49,17 @@ JSON_KEYS = (
     "commit_ratio",
     "commit_verify_per_s",
     "commit_ratio_to_run_baseline",
+    "commit_cpu_us_per_tx",
+    "commit_ceiling_ratio",
     "network_tps",
     "network_p50_ms",
     "network_p99_ms",
+    "network_cpu_us_per_tx",
+    "network_ceiling_tps",
     "etcd_tps",
     "etcd_p99_ms",
+    "etcd_cpu_us_per_tx",
+    "etcd_ceiling_tps",
     "growth_commit_ratio",
     "growth_commit_ratio_speed_corrected",
     "growth_commit_ratio_paired",
@@ -83,11 +93,17 @@ class BenchReport:
             "commit_ratio": self.commit.ratio,
             "commit_verify_per_s": self.commit.verify_per_s,
             "commit_ratio_to_run_baseline": self.commit.tps / self.baseline_verify_per_s,
+            "commit_cpu_us_per_tx": self.commit.cpu_us_per_tx,
+            "commit_ceiling_ratio": self.commit.ceiling_ratio,
             "network_tps": self.network.sustained.tps,
             "network_p50_ms": self.network.sustained.p50_ms,
             "network_p99_ms": self.network.sustained.p99_ms,
+            "network_cpu_us_per_tx": self.network.sustained.cpu_us_per_tx,
+            "network_ceiling_tps": self.network.sustained.ceiling_tps,
             "etcd_tps": None if etcd is None else etcd.tps,
             "etcd_p99_ms": None if etcd is None else etcd.p99_ms,
+            "etcd_cpu_us_per_tx": None if etcd is None else etcd.cpu_us_per_tx,
+            "etcd_ceiling_tps": None if etcd is None else etcd.ceiling_tps,
             "growth_commit_ratio": self.growth.commit_ratio,
             "growth_commit_ratio_speed_corrected": self.growth.speed_corrected_ratio,
             "growth_commit_ratio_paired": self.growth.paired_ratio,
@@ -104,7 +120,8 @@ class BenchReport:
                 f"commit path >= {COMMIT_RATIO_TARGET} x one-core verify rate",
                 f["commit_ratio"] is not None and f["commit_ratio"] >= COMMIT_RATIO_TARGET,
                 f"{f['commit_ratio']:.2f} x (verify rate sampled during it; "
-                f"{f['commit_ratio_to_run_baseline']:.2f} x the run's starting baseline)",
+                f"{f['commit_ratio_to_run_baseline']:.2f} x the run's starting baseline)"
+                f"{_ceiling_note(self.commit.ceiling_ratio, self.commit.cores, ' x')}",
             ),
             (
                 f"embedded network >= {NETWORK_TPS_TARGET:,.0f} TPS for {NETWORK_SUSTAIN_TARGET_S:.0f} s, "
@@ -112,7 +129,8 @@ class BenchReport:
                 sustained.tps >= NETWORK_TPS_TARGET
                 and sustained.p99_ms <= NETWORK_P99_TARGET_MS
                 and sustained.seconds >= NETWORK_SUSTAIN_TARGET_S,
-                f"{sustained.tps:,.0f} TPS over {sustained.seconds:.0f} s, p99 {sustained.p99_ms:,.0f} ms",
+                f"{sustained.tps:,.0f} TPS over {sustained.seconds:.0f} s, p99 {sustained.p99_ms:,.0f} ms"
+                f"{_ceiling_note(sustained.ceiling_tps, sustained.cores, ' TPS')}",
             ),
             (
                 f"process deployment (etcd) >= {ETCD_TPS_TARGET:,.0f} TPS, "
@@ -121,7 +139,10 @@ class BenchReport:
                 and etcd_p99_ms is not None
                 and etcd_tps >= ETCD_TPS_TARGET
                 and etcd_p99_ms <= REPLICATED_LATENCY_LIMIT_MS,
-                NOT_MEASURED if etcd_tps is None else f"{etcd_tps:,.0f} TPS, p99 {etcd_p99_ms:,.0f} ms",
+                NOT_MEASURED
+                if self.etcd is None or etcd_tps is None
+                else f"{etcd_tps:,.0f} TPS, p99 {etcd_p99_ms:,.0f} ms"
+                f"{_ceiling_note(self.etcd.sustained.ceiling_tps, self.etcd.sustained.cores, ' TPS')}",
             ),
             (
                 # Judged against the 10,000-transaction ledger committing in turns with the large one over the
@@ -224,6 +245,19 @@ class BenchReport:
             f"{c.verify_per_s:,.0f} ({min(c.verify_slices):,.0f}-{max(c.verify_slices):,.0f})",
             f"{c.ratio:.3f} x",
         )
+        if not math.isnan(c.ceiling_tps):  # not in reports saved before it was measured
+            table.add_row(
+                "  machine CPU per tx (every process)",
+                f"{c.cpu_us_per_tx:,.0f} µs",
+                f"{base:,.0f}",
+                f"{c.cpu_us_per_tx / 1e6 * base:.2f} verifies",
+            )
+            table.add_row(
+                f"  CPU ceiling: {c.cores} cores / CPU per tx",
+                f"{c.ceiling_tps:,.0f} tx/s",
+                f"{c.verify_per_s:,.0f}",
+                f"{c.ceiling_ratio:.3f} x",
+            )
         share = c.signer_cache_hits / max(1, c.signer_cache_hits + c.signer_cache_misses)
         table.add_row(
             "  signer resolutions from cache", f"{share:.1%}", f"{base:,.0f}", f"{c.certificate_checks} X.509 checks"
@@ -238,10 +272,13 @@ class BenchReport:
         )
         duration("  submit-to-commit p50", n.p50_ms)
         duration("  submit-to-commit p99", n.p99_ms)
+        self._ceiling_rows(table, n, "  ")
         e = self.etcd.sustained if self.etcd is not None else None
         cut = "" if self.etcd is None else f" (cut after {self.etcd.cut_after_ms} ms)"
         rate(f"etcd network sustained{cut}", None if e is None else e.tps)
         duration("  etcd submit-to-commit p99", None if e is None else e.p99_ms)
+        if e is not None:
+            self._ceiling_rows(table, e, "  etcd ")
         for size in self.growth.points:
             rate(f"commit rate at {size.transactions:,} tx", size.commit_tps)
             cpu = size.commit_cpu_us
@@ -272,6 +309,24 @@ class BenchReport:
             targets.add_row(target, "[green]yes[/]" if met else "[red]no[/]", figure)
         console.print(targets)
 
+    def _ceiling_rows(self, table: Table, point: LoadPoint, indent: str) -> None:
+        base = self.baseline_verify_per_s
+        per_tx = point.cpu_us_per_tx
+        if math.isnan(point.ceiling_tps):  # not in reports saved before it was measured
+            return
+        table.add_row(
+            f"{indent}machine CPU per tx (every process)",
+            f"{per_tx:,.0f} µs",
+            f"{base:,.0f}",
+            f"{per_tx / 1e6 * base:.2f} verifies",
+        )
+        table.add_row(
+            f"{indent}CPU ceiling: {point.cores} cores / CPU per tx",
+            f"{point.ceiling_tps:,.0f} tx/s",
+            f"{base:,.0f}",
+            f"{point.ceiling_tps / base:.3f} x",
+        )
+
     # plot ---------------------------------------------------------------------------------------
     def plot(self, path: Path) -> None:
         """TPS and latency against offered load (both networks), and growth, as a PNG."""
@@ -293,6 +348,10 @@ class BenchReport:
             held = result.sustained
             sustained = f"{label} sustained {held.seconds:.0f} s"
             throughput.plot([held.offered_tps], [held.tps], "*", color=colour, markersize=14, label=sustained)
+            if not math.isnan(held.ceiling_tps):
+                throughput.axhline(
+                    held.ceiling_tps, color=colour, linestyle="--", alpha=0.6, label=f"{label}: CPU ceiling"
+                )
             latency.plot([held.offered_tps], [held.p99_ms], "*", color=colour, markersize=14, label=f"{sustained}, p99")
         top = max([p.offered_tps for p in self.network.sweep] + [NETWORK_TPS_TARGET])
         throughput.plot([0, top], [0, top], ":", color="grey", label="offered")
@@ -334,6 +393,14 @@ class BenchReport:
         figure.tight_layout()
         figure.savefig(path, dpi=110)
         plt.close(figure)
+
+
+def _ceiling_note(ceiling: float, cores: int, unit: str) -> str:
+    """What the target line adds about the machine's CPU ceiling, when it was measured."""
+    if math.isnan(ceiling):
+        return ""
+    figure = f"{ceiling:.2f}" if unit == " x" else f"{ceiling:,.0f}"
+    return f"; at its CPU per transaction the machine's {cores} cores allow at most {figure}{unit}"
 
 
 def _number(value: float | None) -> float | None:
