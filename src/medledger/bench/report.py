@@ -31,6 +31,7 @@ from rich.table import Table
 from medledger.bench.baseline import VerifyScaling
 from medledger.bench.commit_path import CommitResult
 from medledger.bench.growth import GrowthPoint, GrowthResult
+from medledger.bench.machine_cpu import CpuCeiling
 from medledger.bench.network import LoadPoint, NetworkResult
 from medledger.bench.replicated import NOT_MEASURED, REPLICATED_LATENCY_LIMIT_MS
 
@@ -121,7 +122,7 @@ class BenchReport:
                 f["commit_ratio"] is not None and f["commit_ratio"] >= COMMIT_RATIO_TARGET,
                 f"{f['commit_ratio']:.2f} x (verify rate sampled during it; "
                 f"{f['commit_ratio_to_run_baseline']:.2f} x the run's starting baseline)"
-                f"{_ceiling_note(self.commit.ceiling_ratio, self.commit.cores, ' x')}",
+                f"{_ceiling_note(self.commit, f'{self.commit.ceiling_ratio:.2f} x')}",
             ),
             (
                 f"embedded network >= {NETWORK_TPS_TARGET:,.0f} TPS for {NETWORK_SUSTAIN_TARGET_S:.0f} s, "
@@ -130,7 +131,7 @@ class BenchReport:
                 and sustained.p99_ms <= NETWORK_P99_TARGET_MS
                 and sustained.seconds >= NETWORK_SUSTAIN_TARGET_S,
                 f"{sustained.tps:,.0f} TPS over {sustained.seconds:.0f} s, p99 {sustained.p99_ms:,.0f} ms"
-                f"{_ceiling_note(sustained.ceiling_tps, sustained.cores, ' TPS')}",
+                f"{_ceiling_note(sustained, f'{sustained.ceiling_tps:,.0f} TPS')}",
             ),
             (
                 f"process deployment (etcd) >= {ETCD_TPS_TARGET:,.0f} TPS, "
@@ -142,7 +143,7 @@ class BenchReport:
                 NOT_MEASURED
                 if self.etcd is None or etcd_tps is None
                 else f"{etcd_tps:,.0f} TPS, p99 {etcd_p99_ms:,.0f} ms"
-                f"{_ceiling_note(self.etcd.sustained.ceiling_tps, self.etcd.sustained.cores, ' TPS')}",
+                f"{_ceiling_note(self.etcd.sustained, f'{self.etcd.sustained.ceiling_tps:,.0f} TPS')}",
             ),
             (
                 # Judged against the 10,000-transaction ledger committing in turns with the large one over the
@@ -245,19 +246,7 @@ class BenchReport:
             f"{c.verify_per_s:,.0f} ({min(c.verify_slices):,.0f}-{max(c.verify_slices):,.0f})",
             f"{c.ratio:.3f} x",
         )
-        if not math.isnan(c.ceiling_tps):  # not in reports saved before it was measured
-            table.add_row(
-                "  machine CPU per tx (every process)",
-                f"{c.cpu_us_per_tx:,.0f} µs",
-                f"{base:,.0f}",
-                f"{c.cpu_us_per_tx / 1e6 * base:.2f} verifies",
-            )
-            table.add_row(
-                f"  CPU ceiling: {c.cores} cores / CPU per tx",
-                f"{c.ceiling_tps:,.0f} tx/s",
-                f"{c.verify_per_s:,.0f}",
-                f"{c.ceiling_ratio:.3f} x",
-            )
+        self._ceiling_rows(table, c, "  ", c.verify_per_s)
         share = c.signer_cache_hits / max(1, c.signer_cache_hits + c.signer_cache_misses)
         table.add_row(
             "  signer resolutions from cache", f"{share:.1%}", f"{base:,.0f}", f"{c.certificate_checks} X.509 checks"
@@ -272,13 +261,13 @@ class BenchReport:
         )
         duration("  submit-to-commit p50", n.p50_ms)
         duration("  submit-to-commit p99", n.p99_ms)
-        self._ceiling_rows(table, n, "  ")
+        self._ceiling_rows(table, n, "  ", base)
         e = self.etcd.sustained if self.etcd is not None else None
         cut = "" if self.etcd is None else f" (cut after {self.etcd.cut_after_ms} ms)"
         rate(f"etcd network sustained{cut}", None if e is None else e.tps)
         duration("  etcd submit-to-commit p99", None if e is None else e.p99_ms)
         if e is not None:
-            self._ceiling_rows(table, e, "  etcd ")
+            self._ceiling_rows(table, e, "  etcd ", base)
         for size in self.growth.points:
             rate(f"commit rate at {size.transactions:,} tx", size.commit_tps)
             cpu = size.commit_cpu_us
@@ -309,11 +298,12 @@ class BenchReport:
             targets.add_row(target, "[green]yes[/]" if met else "[red]no[/]", figure)
         console.print(targets)
 
-    def _ceiling_rows(self, table: Table, point: LoadPoint, indent: str) -> None:
-        base = self.baseline_verify_per_s
-        per_tx = point.cpu_us_per_tx
-        if math.isnan(point.ceiling_tps):  # not in reports saved before it was measured
+    def _ceiling_rows(self, table: Table, result: CpuCeiling, indent: str, verify_per_s: float) -> None:
+        """The machine's CPU per transaction and the ceiling it sets, the ceiling over `verify_per_s`."""
+        if math.isnan(result.ceiling_tps):  # not in reports saved before it was measured
             return
+        base = self.baseline_verify_per_s
+        per_tx = result.cpu_us_per_tx
         table.add_row(
             f"{indent}machine CPU per tx (every process)",
             f"{per_tx:,.0f} µs",
@@ -321,10 +311,10 @@ class BenchReport:
             f"{per_tx / 1e6 * base:.2f} verifies",
         )
         table.add_row(
-            f"{indent}CPU ceiling: {point.cores} cores / CPU per tx",
-            f"{point.ceiling_tps:,.0f} tx/s",
-            f"{base:,.0f}",
-            f"{point.ceiling_tps / base:.3f} x",
+            f"{indent}CPU ceiling: {result.cores} cores / CPU per tx",
+            f"{result.ceiling_tps:,.0f} tx/s",
+            f"{verify_per_s:,.0f}",
+            f"{result.ceiling_tps / verify_per_s:.3f} x",
         )
 
     # plot ---------------------------------------------------------------------------------------
@@ -395,12 +385,11 @@ class BenchReport:
         plt.close(figure)
 
 
-def _ceiling_note(ceiling: float, cores: int, unit: str) -> str:
-    """What the target line adds about the machine's CPU ceiling, when it was measured."""
-    if math.isnan(ceiling):
+def _ceiling_note(result: CpuCeiling, ceiling: str) -> str:
+    """What a target line adds about the machine's CPU ceiling (`ceiling`, formatted), when it was measured."""
+    if math.isnan(result.ceiling_tps):
         return ""
-    figure = f"{ceiling:.2f}" if unit == " x" else f"{ceiling:,.0f}"
-    return f"; at its CPU per transaction the machine's {cores} cores allow at most {figure}{unit}"
+    return f"; at its CPU per transaction the machine's {result.cores} cores allow at most {ceiling}"
 
 
 def _number(value: float | None) -> float | None:

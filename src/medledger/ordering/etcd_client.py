@@ -257,24 +257,27 @@ class EtcdClient:
     def _post(self, endpoint: str, path: str, payload: bytes, timeout: float) -> tuple[int, bytes]:
         """POST `payload` on this thread's connection to `endpoint`: (HTTP status, body). A kept-alive
         connection the member closed meanwhile is replaced once; any other failure raises."""
-        for fresh in (False, True):
-            connection = self._connection(endpoint)
-            reused = connection.sock is not None
-            try:
-                if connection.sock is not None:
-                    connection.sock.settimeout(timeout)
-                connection.timeout = timeout
-                connection.request("POST", path, body=payload, headers=_POST_HEADERS)
-                response = connection.getresponse()
-                return response.status, response.read()
-            except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
-                self._drop(endpoint)
-                if fresh or not reused:
-                    raise
-            except (OSError, http.client.HTTPException):
-                self._drop(endpoint)
+        reused = self._connection(endpoint).sock is not None
+        try:
+            return self._exchange(endpoint, path, payload, timeout)
+        except (ConnectionResetError, BrokenPipeError):  # http.client.RemoteDisconnected included
+            if not reused:
                 raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self._exchange(endpoint, path, payload, timeout)
+
+    def _exchange(self, endpoint: str, path: str, payload: bytes, timeout: float) -> tuple[int, bytes]:
+        """One request and its answer; on any failure the connection is closed and dropped."""
+        connection = self._connection(endpoint)
+        try:
+            if connection.sock is not None:
+                connection.sock.settimeout(timeout)
+            connection.timeout = timeout
+            connection.request("POST", path, body=payload, headers=_POST_HEADERS)
+            response = connection.getresponse()
+            return response.status, response.read()
+        except (OSError, http.client.HTTPException):
+            self._drop(endpoint)
+            raise
 
     def _rotate(self, failed: int) -> None:
         if self._current == failed:
